@@ -1,0 +1,278 @@
+//! The append-only log: one per repository, in any [`Storage`].
+//!
+//! ```text
+//! file   = header record*
+//! header = magic "IBEXLOG\0" (8 bytes) ‖ format version u32 LE (= 1)
+//! record = ┌──────────────┬──────────────┬──────────────────────────────┐
+//!          │ length u32 LE│ crc32 u32 LE │ payload (length bytes)        │
+//!          └──────────────┴──────────────┴──────────────────────────────┘
+//! payload = kind u8 ‖ data
+//!   kind 1 = a signed commit (commit.rs)
+//! ```
+//!
+//! The CRC-32 (IEEE) covers the payload. Opening scans every record:
+//!
+//! * an incomplete or damaged **final** record (a torn write) is cut off;
+//! * a damaged record **in the middle** (a valid record follows it) is
+//!   reported as [`Corruption`] and skipped — never accepted, never
+//!   truncated away together with the good records after it;
+//! * a header that is not ours, or from a newer format, is an error and the
+//!   file is left untouched.
+//!
+//! Appends are buffered in memory and written on [`Log::flush`] (or when the
+//! buffer grows past [`WRITE_BUFFER`]); `flush` then makes them durable.
+
+use crate::commit::SignedCommit;
+use crate::error::{Error, Result};
+use crate::storage::Storage;
+
+pub const MAGIC: [u8; 8] = *b"IBEXLOG\0";
+pub const FORMAT_VERSION: u32 = 1;
+pub const HEADER_LEN: usize = 12;
+/// Largest record accepted; bigger lengths are treated as damage.
+pub const MAX_RECORD: usize = 16 << 20;
+/// Appended bytes are written to storage once this many are buffered.
+pub const WRITE_BUFFER: usize = 1 << 20;
+
+pub const KIND_COMMIT: u8 = 1;
+
+/// A damaged stretch of the log that was skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corruption {
+    pub offset: u64,
+    pub len: u64,
+    pub reason: String,
+}
+
+/// What a scan found: the good payloads (kind byte stripped, with their
+/// offsets), damage in the middle, and how much torn tail was cut.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub records: Vec<(u64, Vec<u8>)>,
+    pub corrupt: Vec<Corruption>,
+    pub truncated_bytes: u64,
+}
+
+fn header() -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..8].copy_from_slice(&MAGIC);
+    h[8..].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h
+}
+
+/// Frames one record.
+pub fn frame(kind: u8, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + data.len());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&[kind]);
+    h.update(data);
+    out.extend_from_slice(&((data.len() + 1) as u32).to_le_bytes());
+    out.extend_from_slice(&h.finalize().to_le_bytes());
+    out.push(kind);
+    out.extend_from_slice(data);
+    out
+}
+
+/// Why the bytes at `pos` are not a valid record, if they are not.
+fn check_record(buf: &[u8], pos: usize) -> std::result::Result<usize, String> {
+    if buf.len() - pos < 8 {
+        return Err("incomplete record header".into());
+    }
+    let len = u32::from_le_bytes(buf[pos..pos + 4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(buf[pos + 4..pos + 8].try_into().expect("4 bytes"));
+    if len == 0 || len > MAX_RECORD {
+        return Err(format!("implausible record length {len}"));
+    }
+    if buf.len() - pos - 8 < len {
+        return Err(format!("record of {len} bytes is cut short"));
+    }
+    if crc32fast::hash(&buf[pos + 8..pos + 8 + len]) != crc {
+        return Err("checksum mismatch".into());
+    }
+    Ok(len)
+}
+
+/// Scans a whole log image (header included). Pure: touches no storage.
+pub fn scan(buf: &[u8]) -> Result<Scan> {
+    check_header(buf)?;
+    let mut out = Scan::default();
+    let mut pos = HEADER_LEN.min(buf.len());
+    while pos < buf.len() {
+        match check_record(buf, pos) {
+            Ok(len) => {
+                let payload = &buf[pos + 8..pos + 8 + len];
+                if payload[0] == KIND_COMMIT {
+                    out.records.push((pos as u64, payload[1..].to_vec()));
+                } else {
+                    out.corrupt.push(Corruption { offset: pos as u64, len: (8 + len) as u64, reason: format!("unknown record kind {}", payload[0]) });
+                }
+                pos += 8 + len;
+            }
+            Err(reason) => {
+                // Is there a valid record after the damage? Then this is
+                // corruption in the middle; otherwise a torn tail.
+                match (pos + 1..buf.len()).find(|&p| check_record(buf, p).is_ok()) {
+                    Some(next) => {
+                        out.corrupt.push(Corruption { offset: pos as u64, len: (next - pos) as u64, reason });
+                        pos = next;
+                    }
+                    None => {
+                        out.truncated_bytes = (buf.len() - pos) as u64;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn check_header(buf: &[u8]) -> Result<()> {
+    let h = header();
+    if buf.len() < HEADER_LEN {
+        // Empty, or a header torn while the log was being created.
+        if buf == &h[..buf.len()] {
+            return Ok(());
+        }
+        return Err(Error::LogHeader("the file is not an Ibex log (bad magic); it was left untouched".into()));
+    }
+    if buf[..8] != MAGIC {
+        return Err(Error::LogHeader("the file is not an Ibex log (bad magic); it was left untouched".into()));
+    }
+    let v = u32::from_le_bytes(buf[8..12].try_into().expect("4 bytes"));
+    if v != FORMAT_VERSION {
+        return Err(Error::LogHeader(format!("log format {v} is newer than this build supports ({FORMAT_VERSION}); upgrade Ibex to open it")));
+    }
+    Ok(())
+}
+
+/// An open log: appends framed records, flushes them durably.
+pub struct Log {
+    storage: Box<dyn Storage>,
+    buffer: Vec<u8>,
+}
+
+impl Log {
+    /// Opens (creating the header if needed), scans, and cuts a torn tail.
+    pub fn open(mut storage: Box<dyn Storage>) -> Result<(Log, Scan)> {
+        let buf = storage.read_all()?;
+        let scan = scan(&buf)?;
+        if buf.len() < HEADER_LEN {
+            storage.truncate(0)?;
+            storage.append(&header())?;
+            storage.flush()?;
+        } else if scan.truncated_bytes > 0 {
+            storage.truncate(buf.len() as u64 - scan.truncated_bytes)?;
+        }
+        Ok((Log { storage, buffer: Vec::new() }, scan))
+    }
+
+    pub fn append_commit(&mut self, c: &SignedCommit) -> Result<()> {
+        self.append(KIND_COMMIT, &c.encode())
+    }
+
+    pub fn append(&mut self, kind: u8, data: &[u8]) -> Result<()> {
+        if data.len() + 1 > MAX_RECORD {
+            return Err(Error::Storage(format!("record of {} bytes exceeds the {MAX_RECORD}-byte limit", data.len())));
+        }
+        self.buffer.extend_from_slice(&frame(kind, data));
+        if self.buffer.len() >= WRITE_BUFFER {
+            self.write_buffer()?;
+        }
+        Ok(())
+    }
+
+    fn write_buffer(&mut self) -> Result<()> {
+        if !self.buffer.is_empty() {
+            self.storage.append(&self.buffer)?;
+            self.buffer.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes buffered records and makes them durable.
+    pub fn flush(&mut self) -> Result<()> {
+        self.write_buffer()?;
+        self.storage.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemStorage;
+
+    fn image(records: &[&[u8]]) -> Vec<u8> {
+        let mut b = header().to_vec();
+        for r in records {
+            b.extend(frame(KIND_COMMIT, r));
+        }
+        b
+    }
+
+    fn payloads(s: &Scan) -> Vec<Vec<u8>> {
+        s.records.iter().map(|(_, p)| p.clone()).collect()
+    }
+
+    #[test]
+    fn scan_reads_every_record() {
+        let s = scan(&image(&[b"one", b"two", b"three"])).unwrap();
+        assert_eq!(payloads(&s), vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+        assert!(s.corrupt.is_empty());
+        assert_eq!(s.truncated_bytes, 0);
+    }
+
+    #[test]
+    fn torn_tail_is_cut_at_every_offset() {
+        let full = image(&[b"one", b"two", b"three"]);
+        let last_start = image(&[b"one", b"two"]).len();
+        for cut in last_start..full.len() {
+            let s = scan(&full[..cut]).unwrap();
+            assert_eq!(payloads(&s), vec![b"one".to_vec(), b"two".to_vec()], "cut at {cut}");
+            assert_eq!(s.truncated_bytes, (cut - last_start) as u64);
+        }
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_reported_and_skipped() {
+        let mut b = image(&[b"one", b"two-two", b"three"]);
+        let mid = image(&[b"one"]).len() + 9;
+        b[mid] ^= 0x40;
+        let s = scan(&b).unwrap();
+        assert_eq!(payloads(&s), vec![b"one".to_vec(), b"three".to_vec()]);
+        assert_eq!(s.corrupt.len(), 1);
+        assert!(s.corrupt[0].reason.contains("checksum"));
+        // A damaged length field is skipped the same way.
+        let mut b = image(&[b"one", b"two-two", b"three"]);
+        b[image(&[b"one"]).len()] = 0xff;
+        let s = scan(&b).unwrap();
+        assert_eq!(payloads(&s), vec![b"one".to_vec(), b"three".to_vec()]);
+    }
+
+    #[test]
+    fn foreign_or_newer_files_are_refused_untouched() {
+        let foreign = b"PK\x03\x04 this is a zip file".to_vec();
+        let mem = MemStorage::from_bytes(foreign.clone());
+        assert_eq!(Log::open(Box::new(mem.clone())).err().unwrap().code(), "ERR_LOG_HEADER");
+        assert_eq!(mem.bytes(), foreign);
+        let mut newer = header().to_vec();
+        newer[8] = 2;
+        assert!(Log::open(Box::new(MemStorage::from_bytes(newer))).err().unwrap().to_string().contains("newer"));
+    }
+
+    #[test]
+    fn open_creates_header_and_appends_survive_flush_only() {
+        let mem = MemStorage::new();
+        let (mut log, _) = Log::open(Box::new(mem.clone())).unwrap();
+        log.append(KIND_COMMIT, b"a").unwrap();
+        assert_eq!(scan(&mem.crash().bytes()).unwrap().records.len(), 0, "buffered, not durable");
+        log.flush().unwrap();
+        log.append(KIND_COMMIT, b"b").unwrap();
+        assert_eq!(payloads(&scan(&mem.crash().bytes()).unwrap()), vec![b"a".to_vec()]);
+        // A torn header from a crash during creation is repaired.
+        let torn = MemStorage::from_bytes(header()[..5].to_vec());
+        let (_log, s) = Log::open(Box::new(torn.clone())).unwrap();
+        assert!(s.records.is_empty());
+        assert_eq!(torn.bytes(), header());
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds the WASM module: cargo (release profile tuned for size) →
+# wasm-bindgen (--target web) → wasm-opt -Oz from the npm binaryen package
+# (never Debian's, see TOOLCHAIN.md). Prints raw and gzip sizes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=packages/db/wasm
+cargo build --release --target wasm32-unknown-unknown -p ibex-wasm
+mkdir -p "$out"
+wasm-bindgen --target web --out-dir "$out" --out-name ibex_wasm target/wasm32-unknown-unknown/release/ibex_wasm.wasm
+./node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+  "$out/ibex_wasm_bg.wasm" -o "$out/ibex_wasm_bg.wasm"
+raw=$(wc -c < "$out/ibex_wasm_bg.wasm")
+gz=$(gzip -9 -c "$out/ibex_wasm_bg.wasm" | wc -c)
+echo "[build] ibex_wasm_bg.wasm: $raw bytes raw, $gz bytes gzip"
