@@ -420,11 +420,7 @@ impl Repository {
         let def = self.registry.get(schema).ok_or_else(|| Error::UnknownSchema(schema.to_string()))?.clone();
         data.normalize();
         def.validate(&data)?;
-        let head = self.head(key);
-        if let Some(h) = &head
-            && h.schema == *schema
-            && *h.data == data
-        {
+        if self.base_for_write(key, schema)? == data && self.head(key).is_some_and(|h| h.schema == *schema) {
             return Ok(None);
         }
         let mut parents = self.leaves(key).to_vec();
@@ -442,9 +438,34 @@ impl Repository {
     /// Applies changes to the current head (or an empty item) and writes the
     /// result.
     pub fn update(&mut self, key: &str, schema: &SchemaId, changes: &[Change], session: &SessionKey, now: i64) -> Result<Option<CommitId>> {
-        let current = self.head(key).map(|h| (*h.data).clone()).unwrap_or_default();
+        let current = self.base_for_write(key, schema)?;
         let data = change::apply(&current, changes).map_err(|reason| Error::Validation { schema: schema.to_string(), field: changes.iter().find_map(Change::field).unwrap_or("$item").to_owned(), reason })?;
         self.write(key, schema, data, session, now)
+    }
+
+    /// The value a write with `schema` starts from: the head in that
+    /// version, or a new item with the schema's defaults when the item does
+    /// not exist or had another namespace (the write then replaces it).
+    fn base_for_write(&mut self, key: &str, schema: &SchemaId) -> Result<ItemData> {
+        let registry = self.registry.clone();
+        let new_item = || {
+            let mut d = ItemData::default();
+            if let Some(def) = registry.get(schema) {
+                def.apply_defaults(&mut d);
+            }
+            d
+        };
+        let Some(head) = self.head(key) else { return Ok(new_item()) };
+        if head.schema.ns != schema.ns {
+            return Ok(new_item());
+        }
+        if head.schema.version > schema.version {
+            return Err(Error::Schema {
+                schema: schema.to_string(),
+                reason: format!("item `{key}` is already at {}; writes must use that version or newer (register it on this replica)", head.schema),
+            });
+        }
+        Ok(self.registry.upgrade((*head.data).clone(), &head.schema, schema.version).0)
     }
 
     /// Delta against the newest leaf when it is same-schema, the chain is
