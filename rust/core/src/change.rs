@@ -137,7 +137,7 @@ pub fn apply(base: &ItemData, changes: &[Change]) -> std::result::Result<ItemDat
                 let cur = out.fields.entry(field.clone()).or_insert_with(|| Value::Text(String::new()));
                 let Value::Text(s) = cur else { return Err(type_err(field, "text splice", cur)) };
                 *s = text::apply(s, splices).map_err(|e| format!("text splice on field `{field}`: {e}"))?;
-                if s.is_empty() && base.fields.get(field).is_none() {
+                if s.is_empty() && !base.fields.contains_key(field) {
                     out.fields.remove(field);
                 }
             }

@@ -81,7 +81,8 @@ pub enum Body {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Commit {
     pub repo: RepoPath,
-    pub key: String,
+    /// Shared with the repository's index of items.
+    pub key: Arc<str>,
     /// Sorted ascending, no duplicates.
     pub parents: Vec<CommitId>,
     /// Milliseconds since the Unix epoch, on the writer's clock.
@@ -91,8 +92,79 @@ pub struct Commit {
     pub body: Body,
 }
 
-const BODY_FULL: u8 = 0;
-const BODY_DELTA: u8 = 1;
+pub(crate) const BODY_FULL: u8 = 0;
+pub(crate) const BODY_DELTA: u8 = 1;
+
+/// Everything before the body, plus where the parents start (so a stored
+/// commit can read them back without keeping a copy).
+pub(crate) struct Header<'a> {
+    /// Validated with [`RepoPath::check`]; borrowed so that stored commits
+    /// do not allocate a path per commit.
+    pub repo: &'a str,
+    pub key: Arc<str>,
+    pub parents: Vec<CommitId>,
+    pub parents_at: usize,
+    pub timestamp: i64,
+    pub session: SessionId,
+    pub session_at: usize,
+    pub schema: SchemaId,
+}
+
+impl<'a> Header<'a> {
+    pub(crate) fn decode(r: &mut Reader<'a>) -> Result<Header<'a>> {
+        let at = r.offset();
+        let ver = r.u8("commit format")?;
+        if ver != COMMIT_FORMAT {
+            return Err(Error::decode(format!("commit format {ver} is not supported (this build reads {COMMIT_FORMAT})"), at));
+        }
+        let rat = r.offset();
+        let repo = r.str("repository path")?;
+        RepoPath::check(repo).map_err(|e| Error::decode(e.to_string(), rat))?;
+        let kat = r.offset();
+        let key = r.str("item key")?;
+        check_key(key).map_err(|e| Error::decode(e.to_string(), kat))?;
+        let key: Arc<str> = key.into();
+        let pat = r.offset();
+        let n = r.count("parent count", 32)?;
+        if n > MAX_PARENTS {
+            return Err(Error::decode(format!("{n} parents (at most {MAX_PARENTS})"), pat));
+        }
+        let parents_at = r.offset();
+        let mut parents = Vec::with_capacity(n);
+        for _ in 0..n {
+            let p = CommitId(r.array("parent id")?);
+            if parents.last().is_some_and(|last| *last >= p) {
+                return Err(Error::decode("parents not strictly ascending", pat));
+            }
+            parents.push(p);
+        }
+        let timestamp = r.zigzag("timestamp")?;
+        let session_at = r.offset();
+        let session = SessionId(r.array("session key")?);
+        let ns: Arc<str> = r.str("schema namespace")?.into();
+        let version = r.u32("schema version")?;
+        Ok(Header { repo, key, parents, parents_at, timestamp, session, session_at, schema: SchemaId { ns, version } })
+    }
+}
+
+/// Decodes a body; a delta's base must be one of `parents`.
+pub(crate) fn decode_body(r: &mut Reader, parents: &[CommitId]) -> Result<Body> {
+    let bat = r.offset();
+    Ok(match r.u8("body tag")? {
+        BODY_FULL => {
+            let deleted = r.bool("deleted flag")?;
+            Body::Full(Arc::new(ItemData { deleted, fields: decode_fields(r)? }))
+        }
+        BODY_DELTA => {
+            let base = CommitId(r.array("delta base")?);
+            if !parents.contains(&base) {
+                return Err(Error::decode("delta base is not one of the parents", bat));
+            }
+            Body::Delta { base, changes: change::decode(r)? }
+        }
+        t => return Err(Error::decode(format!("unknown body tag {t}"), bat)),
+    })
+}
 
 impl Commit {
     pub fn encode(&self) -> Vec<u8> {
@@ -133,49 +205,9 @@ impl Commit {
 
     /// Decodes one commit from the reader (it is self-delimiting).
     pub fn decode(r: &mut Reader) -> Result<Commit> {
-        let at = r.offset();
-        let ver = r.u8("commit format")?;
-        if ver != COMMIT_FORMAT {
-            return Err(Error::decode(format!("commit format {ver} is not supported (this build reads {COMMIT_FORMAT})"), at));
-        }
-        let rat = r.offset();
-        let repo = RepoPath::parse(r.str("repository path")?).map_err(|e| Error::decode(e.to_string(), rat))?;
-        let kat = r.offset();
-        let key = r.str("item key")?.to_owned();
-        check_key(&key).map_err(|e| Error::decode(e.to_string(), kat))?;
-        let pat = r.offset();
-        let n = r.count("parent count", 32)?;
-        if n > MAX_PARENTS {
-            return Err(Error::decode(format!("{n} parents (at most {MAX_PARENTS})"), pat));
-        }
-        let mut parents = Vec::with_capacity(n);
-        for _ in 0..n {
-            let p = CommitId(r.array("parent id")?);
-            if parents.last().is_some_and(|last| *last >= p) {
-                return Err(Error::decode("parents not strictly ascending", pat));
-            }
-            parents.push(p);
-        }
-        let timestamp = r.zigzag("timestamp")?;
-        let session = SessionId(r.array("session key")?);
-        let ns = r.str("schema namespace")?.to_owned();
-        let version = r.u32("schema version")?;
-        let bat = r.offset();
-        let body = match r.u8("body tag")? {
-            BODY_FULL => {
-                let deleted = r.bool("deleted flag")?;
-                Body::Full(Arc::new(ItemData { deleted, fields: decode_fields(r)? }))
-            }
-            BODY_DELTA => {
-                let base = CommitId(r.array("delta base")?);
-                if !parents.contains(&base) {
-                    return Err(Error::decode("delta base is not one of the parents", bat));
-                }
-                Body::Delta { base, changes: change::decode(r)? }
-            }
-            t => return Err(Error::decode(format!("unknown body tag {t}"), bat)),
-        };
-        Ok(Commit { repo, key, parents, timestamp, session, schema: SchemaId { ns, version }, body })
+        let h = Header::decode(r)?;
+        let body = decode_body(r, &h.parents)?;
+        Ok(Commit { repo: RepoPath::parse(h.repo)?, key: h.key, parents: h.parents, timestamp: h.timestamp, session: h.session, schema: h.schema, body })
     }
 
     /// Signs the commit with its session's key.

@@ -6,15 +6,17 @@
 //! walk newest-first and stop as soon as nothing unexplored can matter, so
 //! its cost follows the length of the fork, not the length of history.
 
-use std::collections::{BinaryHeap, HashMap};
-use std::sync::Arc;
+use std::collections::BinaryHeap;
 
-use crate::commit::{CommitId, SignedCommit};
+use foldhash::{HashMap, HashMapExt};
+
+use crate::commit::CommitId;
+use crate::stored::StoredCommit;
 
 /// An integrated commit.
 #[derive(Debug, Clone)]
 pub struct Node {
-    pub commit: Arc<SignedCommit>,
+    pub commit: StoredCommit,
     pub generation: u32,
     /// Number of delta hops to the nearest full value (0 for a full commit).
     pub depth: u16,
@@ -60,8 +62,8 @@ pub fn lowest_common_ancestor(nodes: &Nodes, a: &[CommitId], b: CommitId) -> Opt
             flags.insert(id, pass);
         }
         if let Some(n) = nodes.get(&id) {
-            for p in &n.commit.commit.parents {
-                push(*p, pass, &mut flags, &mut queue);
+            for p in n.commit.parents() {
+                push(p, pass, &mut flags, &mut queue);
             }
         }
         if best.is_some() && queue.iter().all(|(_, q)| flags[q] & STALE != 0) {
@@ -74,6 +76,8 @@ pub fn lowest_common_ancestor(nodes: &Nodes, a: &[CommitId], b: CommitId) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::commit::{Body, Commit};
     use crate::path::RepoPath;
     use crate::schema::SchemaId;
@@ -101,7 +105,7 @@ mod tests {
             .sign(&key)
             .unwrap();
             ids.insert(name.to_string(), c.id);
-            nodes.insert(c.id, Node { commit: Arc::new(c), generation, depth: 0 });
+            nodes.insert(c.id, Node { commit: StoredCommit::from_signed(&c), generation, depth: 0 });
         }
         (nodes, ids)
     }

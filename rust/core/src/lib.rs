@@ -24,6 +24,7 @@ pub mod repository;
 pub mod schema;
 pub mod signing;
 pub mod storage;
+pub mod stored;
 pub mod text;
 pub mod value;
 
@@ -35,4 +36,5 @@ pub use repository::{Head, HistoryEntry, Inserted, LoadReport, Repository};
 pub use schema::{FieldDef, FieldType, Registry, Schema, SchemaId, UpgradeStep};
 pub use signing::{SessionId, SessionKey};
 pub use storage::{FileStorage, MemStorage, Storage};
+pub use stored::StoredCommit;
 pub use value::{ItemData, Scalar, Value};

@@ -22,7 +22,6 @@
 //! Appends are buffered in memory and written on [`Log::flush`] (or when the
 //! buffer grows past [`WRITE_BUFFER`]); `flush` then makes them durable.
 
-use crate::commit::SignedCommit;
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 
@@ -44,13 +43,22 @@ pub struct Corruption {
     pub reason: String,
 }
 
-/// What a scan found: the good payloads (kind byte stripped, with their
-/// offsets), damage in the middle, and how much torn tail was cut.
+/// What a scan found: where the good payloads are (kind byte stripped),
+/// damage in the middle, and how much torn tail was cut.
 #[derive(Debug, Default)]
 pub struct Scan {
-    pub records: Vec<(u64, Vec<u8>)>,
+    /// `(record offset, payload range)` into the scanned bytes.
+    pub records: Vec<(u64, std::ops::Range<usize>)>,
     pub corrupt: Vec<Corruption>,
     pub truncated_bytes: u64,
+}
+
+impl Scan {
+    /// `(record offset, payload)` of every good commit record in `buf`, the
+    /// bytes that were scanned.
+    pub fn payloads<'a>(&'a self, buf: &'a [u8]) -> impl Iterator<Item = (u64, &'a [u8])> + 'a {
+        self.records.iter().map(move |(o, r)| (*o, &buf[r.clone()]))
+    }
 }
 
 fn header() -> [u8; HEADER_LEN] {
@@ -102,7 +110,7 @@ pub fn scan(buf: &[u8]) -> Result<Scan> {
             Ok(len) => {
                 let payload = &buf[pos + 8..pos + 8 + len];
                 if payload[0] == KIND_COMMIT {
-                    out.records.push((pos as u64, payload[1..].to_vec()));
+                    out.records.push((pos as u64, pos + 9..pos + 8 + len));
                 } else {
                     out.corrupt.push(Corruption { offset: pos as u64, len: (8 + len) as u64, reason: format!("unknown record kind {}", payload[0]) });
                 }
@@ -154,7 +162,8 @@ pub struct Log {
 
 impl Log {
     /// Opens (creating the header if needed), scans, and cuts a torn tail.
-    pub fn open(mut storage: Box<dyn Storage>) -> Result<(Log, Scan)> {
+    /// Returns the bytes read, which the scan's ranges point into.
+    pub fn open(mut storage: Box<dyn Storage>) -> Result<(Log, Vec<u8>, Scan)> {
         let buf = storage.read_all()?;
         let scan = scan(&buf)?;
         if buf.len() < HEADER_LEN {
@@ -164,11 +173,7 @@ impl Log {
         } else if scan.truncated_bytes > 0 {
             storage.truncate(buf.len() as u64 - scan.truncated_bytes)?;
         }
-        Ok((Log { storage, buffer: Vec::new() }, scan))
-    }
-
-    pub fn append_commit(&mut self, c: &SignedCommit) -> Result<()> {
-        self.append(KIND_COMMIT, &c.encode())
+        Ok((Log { storage, buffer: Vec::new() }, buf, scan))
     }
 
     pub fn append(&mut self, kind: u8, data: &[u8]) -> Result<()> {
@@ -210,14 +215,15 @@ mod tests {
         b
     }
 
-    fn payloads(s: &Scan) -> Vec<Vec<u8>> {
-        s.records.iter().map(|(_, p)| p.clone()).collect()
+    fn payloads(s: &Scan, buf: &[u8]) -> Vec<Vec<u8>> {
+        s.payloads(buf).map(|(_, p)| p.to_vec()).collect()
     }
 
     #[test]
     fn scan_reads_every_record() {
-        let s = scan(&image(&[b"one", b"two", b"three"])).unwrap();
-        assert_eq!(payloads(&s), vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+        let img = image(&[b"one", b"two", b"three"]);
+        let s = scan(&img).unwrap();
+        assert_eq!(payloads(&s, &img), vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
         assert!(s.corrupt.is_empty());
         assert_eq!(s.truncated_bytes, 0);
     }
@@ -228,7 +234,7 @@ mod tests {
         let last_start = image(&[b"one", b"two"]).len();
         for cut in last_start..full.len() {
             let s = scan(&full[..cut]).unwrap();
-            assert_eq!(payloads(&s), vec![b"one".to_vec(), b"two".to_vec()], "cut at {cut}");
+            assert_eq!(payloads(&s, &full[..cut]), vec![b"one".to_vec(), b"two".to_vec()], "cut at {cut}");
             assert_eq!(s.truncated_bytes, (cut - last_start) as u64);
         }
     }
@@ -239,14 +245,14 @@ mod tests {
         let mid = image(&[b"one"]).len() + 9;
         b[mid] ^= 0x40;
         let s = scan(&b).unwrap();
-        assert_eq!(payloads(&s), vec![b"one".to_vec(), b"three".to_vec()]);
+        assert_eq!(payloads(&s, &b), vec![b"one".to_vec(), b"three".to_vec()]);
         assert_eq!(s.corrupt.len(), 1);
         assert!(s.corrupt[0].reason.contains("checksum"));
         // A damaged length field is skipped the same way.
         let mut b = image(&[b"one", b"two-two", b"three"]);
         b[image(&[b"one"]).len()] = 0xff;
         let s = scan(&b).unwrap();
-        assert_eq!(payloads(&s), vec![b"one".to_vec(), b"three".to_vec()]);
+        assert_eq!(payloads(&s, &b), vec![b"one".to_vec(), b"three".to_vec()]);
     }
 
     #[test]
@@ -263,15 +269,16 @@ mod tests {
     #[test]
     fn open_creates_header_and_appends_survive_flush_only() {
         let mem = MemStorage::new();
-        let (mut log, _) = Log::open(Box::new(mem.clone())).unwrap();
+        let (mut log, _, _) = Log::open(Box::new(mem.clone())).unwrap();
         log.append(KIND_COMMIT, b"a").unwrap();
         assert_eq!(scan(&mem.crash().bytes()).unwrap().records.len(), 0, "buffered, not durable");
         log.flush().unwrap();
         log.append(KIND_COMMIT, b"b").unwrap();
-        assert_eq!(payloads(&scan(&mem.crash().bytes()).unwrap()), vec![b"a".to_vec()]);
+        let crashed = mem.crash().bytes();
+        assert_eq!(payloads(&scan(&crashed).unwrap(), &crashed), vec![b"a".to_vec()]);
         // A torn header from a crash during creation is repaired.
         let torn = MemStorage::from_bytes(header()[..5].to_vec());
-        let (_log, s) = Log::open(Box::new(torn.clone())).unwrap();
+        let (_log, _, s) = Log::open(Box::new(torn.clone())).unwrap();
         assert!(s.records.is_empty());
         assert_eq!(torn.bytes(), header());
     }

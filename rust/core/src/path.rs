@@ -38,14 +38,19 @@ pub struct RepoPath(String);
 
 impl RepoPath {
     pub fn parse(s: &str) -> Result<Self> {
+        Self::check(s)?;
+        Ok(RepoPath(s.to_owned()))
+    }
+
+    /// Validates a repository path without allocating.
+    pub fn check(s: &str) -> Result<()> {
         let rest = s.strip_prefix('/').ok_or_else(|| Error::path(s, "must start with `/`"))?;
         let mut it = rest.split('/');
         let (Some(ty), Some(name), None) = (it.next(), it.next(), it.next()) else {
             return Err(Error::path(s, "a repository path has exactly two segments: /type/name"));
         };
         check_segment(s, ty, "type")?;
-        check_segment(s, name, "repository name")?;
-        Ok(RepoPath(s.to_owned()))
+        check_segment(s, name, "repository name")
     }
 
     pub fn as_str(&self) -> &str {

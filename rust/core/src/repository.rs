@@ -13,16 +13,21 @@
 //! * **A local write** lists every current leaf as a parent, closing the
 //!   fork, and gets a timestamp above all of its parents', so an edit always
 //!   wins over what its writer saw.
+//! * Commits are kept as [`StoredCommit`]s (bytes + parsed header); values
+//!   are decoded only for items that are read, written or merged, and the
+//!   head of an item is cached once computed.
 //! * Signatures are *not* checked here: callers verify commits that come
 //!   from the network ([`SignedCommit::verify`]) before inserting them;
 //!   commits read back from this replica's own log are trusted (their
 //!   records are checksummed).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::change::{self, Change};
 use crate::commit::{Body, Commit, CommitId, SignedCommit};
+use crate::stored::StoredCommit;
 use crate::error::{Error, Result};
 use crate::graph::{Node, Nodes, lowest_common_ancestor};
 use crate::log::{Corruption, Log};
@@ -46,8 +51,6 @@ pub struct Head {
     /// The schema version the value is expressed in (the newest known).
     pub schema: SchemaId,
     pub data: Arc<ItemData>,
-    /// The leaves it was merged from, sorted by `(timestamp, id)`.
-    pub leaves: Vec<CommitId>,
 }
 
 /// One entry of an item's history.
@@ -90,17 +93,15 @@ pub struct LoadReport {
 
 #[derive(Debug, Default)]
 struct ItemState {
-    /// Sorted by `(timestamp, id)`.
+    /// Current leaves, sorted by `(timestamp, id)`.
     leaves: Vec<CommitId>,
-    /// Values of the current leaves, in their own schema versions.
-    leaf_values: HashMap<CommitId, Arc<ItemData>>,
+    /// The merged value, once computed (or known from the last write).
     head: Option<Arc<Head>>,
-    commits: Vec<CommitId>,
 }
 
 #[derive(Debug, Default)]
 struct Pending {
-    commits: HashMap<CommitId, SignedCommit>,
+    commits: HashMap<CommitId, StoredCommit>,
     /// missing parent → commits waiting for it
     waiting: HashMap<CommitId, Vec<CommitId>>,
 }
@@ -110,11 +111,13 @@ pub struct Repository {
     path: RepoPath,
     registry: Arc<Registry>,
     nodes: Nodes,
-    items: BTreeMap<String, ItemState>,
+    items: HashMap<Arc<str>, ItemState>,
     pending: Pending,
     max_pending: usize,
     log: Option<Log>,
-    changed: HashSet<String>,
+    /// Keys whose head changed; not tracked while loading a log.
+    changed: HashSet<Arc<str>>,
+    track_changes: bool,
 }
 
 impl std::fmt::Debug for Repository {
@@ -130,40 +133,41 @@ impl Repository {
             path,
             registry,
             nodes: Nodes::new(),
-            items: BTreeMap::new(),
+            items: HashMap::new(),
             pending: Pending::default(),
             max_pending: DEFAULT_MAX_PENDING,
             log: None,
             changed: HashSet::new(),
+            track_changes: true,
         }
     }
 
     /// Opens a repository persisted in `storage`: scans the log (checksums,
-    /// torn tail, corrupt records), integrates every commit without
-    /// re-verifying signatures, and appends new commits from then on.
+    /// torn tail, corrupt records) and integrates every commit without
+    /// re-verifying signatures or decoding values (both were checked when
+    /// the commit first entered this replica); appends new commits from then
+    /// on.
     pub fn open(path: RepoPath, registry: Arc<Registry>, storage: Box<dyn Storage>) -> Result<(Self, LoadReport)> {
-        let (log, scan) = Log::open(storage)?;
+        let (log, buf, scan) = Log::open(storage)?;
         let mut repo = Repository::new(path, registry);
-        let mut report = LoadReport { corrupt: scan.corrupt, truncated_bytes: scan.truncated_bytes, ..Default::default() };
-        for (offset, payload) in scan.records {
-            let res = SignedCommit::decode(&payload).and_then(|c| repo.integrate_loaded(c));
+        repo.track_changes = false;
+        repo.nodes.reserve(scan.records.len());
+        repo.items.reserve(scan.records.len());
+        let mut report = LoadReport { corrupt: scan.corrupt.clone(), truncated_bytes: scan.truncated_bytes, ..Default::default() };
+        for (offset, payload) in scan.payloads(&buf) {
+            let res = StoredCommit::parse(payload.into(), false).and_then(|c| repo.insert_stored_inner(c, false));
             match res {
-                Ok(()) => report.commits += 1,
+                Ok(_) => report.commits += 1,
                 Err(e) => report.rejected.push((offset, e)),
             }
         }
         report.pending = repo.pending.commits.len();
+        report.commits -= report.pending;
+        // Items were reserved one per record; long histories need fewer.
+        repo.items.shrink_to_fit();
         repo.log = Some(log);
-        repo.changed.clear();
+        repo.track_changes = true;
         Ok((repo, report))
-    }
-
-    fn integrate_loaded(&mut self, c: SignedCommit) -> Result<()> {
-        if c.commit.repo != self.path {
-            return Err(Error::InvalidCommit { id: c.id.to_hex(), reason: format!("belongs to {}, not {}", c.commit.repo, self.path) });
-        }
-        // Local records were validated when they first entered; skip it.
-        self.insert_inner(c, false).map(|_| ())
     }
 
     pub fn path(&self) -> &RepoPath {
@@ -198,15 +202,17 @@ impl Repository {
         self.pending.commits.len()
     }
 
+    /// Every item key, in no particular order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.items.keys().map(String::as_str)
+        self.items.keys().map(|k| &**k)
     }
 
     pub fn contains_commit(&self, id: &CommitId) -> bool {
         self.nodes.contains_key(id) || self.pending.commits.contains_key(id)
     }
 
-    pub fn commit(&self, id: &CommitId) -> Option<&Arc<SignedCommit>> {
+    /// An integrated commit.
+    pub fn commit(&self, id: &CommitId) -> Option<&StoredCommit> {
         self.nodes.get(id).map(|n| &n.commit)
     }
 
@@ -216,13 +222,14 @@ impl Repository {
     }
 
     /// Current leaves of an item, sorted by `(timestamp, id)`.
-    pub fn leaves(&self, key: &str) -> &[CommitId] {
-        self.items.get(key).map(|i| i.leaves.as_slice()).unwrap_or_default()
+    pub fn leaves(&self, key: &str) -> Vec<CommitId> {
+        self.items.get(key).map(|i| i.leaves.clone()).unwrap_or_default()
     }
 
-    /// Keys whose head changed since the last call.
-    pub fn take_changed(&mut self) -> Vec<String> {
-        let mut v: Vec<String> = self.changed.drain().collect();
+    /// Keys whose head changed since the last call (loading a log does not
+    /// count: everything is new then).
+    pub fn take_changed(&mut self) -> Vec<Arc<str>> {
+        let mut v: Vec<Arc<str>> = self.changed.drain().collect();
         v.sort();
         v
     }
@@ -235,21 +242,27 @@ impl Repository {
         }
     }
 
-    /// Integrates a commit (see module docs). The caller has verified its
-    /// signature if it came from elsewhere. Invalid commits are rejected
-    /// with an error and leave the repository unchanged.
+    /// Integrates a decoded commit (see [`Repository::insert_stored`]).
     pub fn insert(&mut self, c: SignedCommit) -> Result<Inserted> {
-        if c.commit.repo != self.path {
-            return Err(Error::InvalidCommit { id: c.id.to_hex(), reason: format!("belongs to {}, not {}", c.commit.repo, self.path) });
-        }
-        self.insert_inner(c, true)
+        self.insert_stored(StoredCommit::from_signed(&c))
     }
 
-    fn insert_inner(&mut self, c: SignedCommit, validate: bool) -> Result<Inserted> {
+    /// Integrates a commit (see module docs): its value is reconstructed and
+    /// validated against its schema when the schema is known. The caller has
+    /// verified its signature if it came from elsewhere. Invalid commits are
+    /// rejected with an error and leave the repository unchanged.
+    pub fn insert_stored(&mut self, c: StoredCommit) -> Result<Inserted> {
+        self.insert_stored_inner(c, true)
+    }
+
+    fn insert_stored_inner(&mut self, c: StoredCommit, validate: bool) -> Result<Inserted> {
+        if c.repo() != self.path.as_str() {
+            return Err(Self::reject(&c.id, format!("belongs to {}, not {}", c.repo(), self.path)));
+        }
         if self.contains_commit(&c.id) {
             return Ok(Inserted::Duplicate);
         }
-        let missing: Vec<CommitId> = c.commit.parents.iter().filter(|p| !self.nodes.contains_key(p)).copied().collect();
+        let missing: Vec<CommitId> = c.parents().filter(|p| !self.nodes.contains_key(p)).collect();
         if !missing.is_empty() {
             if self.pending.commits.len() >= self.max_pending {
                 return Err(Error::PendingFull { limit: self.max_pending });
@@ -268,7 +281,7 @@ impl Repository {
         while let Some(done) = ready.pop() {
             for w in self.pending.waiting.remove(&done).unwrap_or_default() {
                 let Some(pc) = self.pending.commits.get(&w) else { continue };
-                if pc.commit.parents.iter().all(|p| self.nodes.contains_key(p)) {
+                if pc.parents().all(|p| self.nodes.contains_key(&p)) {
                     let pc = self.pending.commits.remove(&w).expect("checked above");
                     // A waiting commit that turns out invalid is dropped; the
                     // one that unblocked it stays integrated.
@@ -286,76 +299,99 @@ impl Repository {
         Error::InvalidCommit { id: id.to_hex(), reason: reason.into() }
     }
 
-    /// Integrates a commit whose parents are all present.
-    fn integrate(&mut self, c: SignedCommit, validate: bool) -> Result<()> {
+    /// Integrates a commit whose parents are all present. With `validate`,
+    /// its value is reconstructed and checked against its schema.
+    fn integrate(&mut self, mut c: StoredCommit, validate: bool) -> Result<()> {
         let id = c.id;
-        let key = c.commit.key.clone();
+        // Share the namespace name with the registry instead of keeping one
+        // copy per commit.
+        if let Some(ns) = self.registry.intern(&c.schema.ns) {
+            c.schema.ns = ns;
+        }
         let mut generation = 0;
-        for p in &c.commit.parents {
-            let pn = &self.nodes[p];
-            if pn.commit.commit.key != key {
-                return Err(Self::reject(&id, format!("parent {} belongs to item `{}`", p.to_hex(), pn.commit.commit.key)));
+        for p in c.parents() {
+            let pn = &self.nodes[&p];
+            if pn.commit.key != c.key {
+                return Err(Self::reject(&id, format!("parent {} belongs to item `{}`", p.to_hex(), pn.commit.key)));
             }
             generation = generation.max(pn.generation);
         }
-        let (value, depth) = match &c.commit.body {
-            Body::Full(d) => (d.clone(), 0),
-            Body::Delta { base, changes } => {
-                let depth = self.nodes[base].depth + 1;
-                if depth > ACCEPT_MAX_DEPTH {
-                    return Err(Self::reject(&id, format!("delta chain longer than {ACCEPT_MAX_DEPTH}")));
-                }
-                let base_val = self.value_of(base)?;
-                let v = change::apply(&base_val, changes).map_err(|e| Self::reject(&id, e))?;
-                (Arc::new(v), depth)
-            }
+        let depth = match c.delta_base() {
+            None => 0,
+            Some(base) => self.nodes[&base].depth + 1,
         };
-        if validate && let Some(schema) = self.registry.get(&c.commit.schema) {
-            schema.validate(&value).map_err(|e| Self::reject(&id, e.to_string()))?;
+        if depth > ACCEPT_MAX_DEPTH {
+            return Err(Self::reject(&id, format!("delta chain longer than {ACCEPT_MAX_DEPTH}")));
         }
+        let value = if validate {
+            let v = self.value_from_body(&c)?;
+            if let Some(schema) = self.registry.get(&c.schema) {
+                schema.validate(&v).map_err(|e| Self::reject(&id, e.to_string()))?;
+            }
+            Some(v)
+        } else {
+            None
+        };
         if let Some(log) = &mut self.log {
-            log.append_commit(&c)?;
+            log.append(crate::log::KIND_COMMIT, c.bytes())?;
         }
-        let ts = c.commit.timestamp;
-        let parents = c.commit.parents.clone();
-        self.nodes.insert(id, Node { commit: Arc::new(c), generation: generation + 1, depth });
+        let key = c.key.clone();
+        let (ts, schema) = (c.timestamp, c.schema.clone());
+        let parents: Vec<CommitId> = c.parents().collect();
+        self.nodes.insert(id, Node { commit: c, generation: generation + 1, depth });
+        let nodes = &self.nodes;
         let item = self.items.entry(key.clone()).or_default();
         item.leaves.retain(|l| !parents.contains(l));
-        for p in &parents {
-            item.leaf_values.remove(p);
-        }
-        let pos = item.leaves.partition_point(|l| {
-            let n = &self.nodes[l];
-            (n.commit.commit.timestamp, *l) < (ts, id)
-        });
+        let pos = item.leaves.partition_point(|l| (nodes[l].commit.timestamp, *l) < (ts, id));
         item.leaves.insert(pos, id);
-        item.leaf_values.insert(id, value);
-        item.commits.push(id);
-        item.head = None;
-        self.changed.insert(key);
+        // A linear history (the common case) knows its new head already.
+        item.head = match value {
+            Some(v) if item.leaves.len() == 1 && self.registry.latest(&schema.ns).is_none_or(|l| l.version <= schema.version) => {
+                Some(Arc::new(Head { schema, data: v }))
+            }
+            _ => None,
+        };
+        if self.track_changes {
+            self.changed.insert(key);
+        }
         Ok(())
+    }
+
+    /// The value carried by a commit that is not integrated yet.
+    fn value_from_body(&self, c: &StoredCommit) -> Result<Arc<ItemData>> {
+        Ok(match c.body()? {
+            Body::Full(d) => d,
+            Body::Delta { base, changes } => {
+                let base_val = self.value_of(&base)?;
+                Arc::new(change::apply(&base_val, &changes).map_err(|e| Self::reject(&c.id, e))?)
+            }
+        })
     }
 
     /// The value a commit carries, in its own schema version.
     pub fn value_of(&self, id: &CommitId) -> Result<Arc<ItemData>> {
         let node = self.nodes.get(id).ok_or_else(|| Error::MissingCommit { id: id.to_hex(), missing: id.to_hex() })?;
-        if let Some(v) = self.items.get(&node.commit.commit.key).and_then(|i| i.leaf_values.get(id)) {
-            return Ok(v.clone());
+        if let Some(item) = self.items.get(&node.commit.key)
+            && item.leaves == [*id]
+            && let Some(h) = &item.head
+            && h.schema == node.commit.schema
+        {
+            return Ok(h.data.clone());
         }
         // Walk the delta chain back to a full value, then apply forwards.
-        let mut chain: Vec<&Vec<Change>> = Vec::new();
+        let mut chain: Vec<Vec<Change>> = Vec::new();
         let mut cur = node;
         let base = loop {
-            match &cur.commit.commit.body {
-                Body::Full(d) => break d.clone(),
+            match cur.commit.body()? {
+                Body::Full(d) => break d,
                 Body::Delta { base, changes } => {
                     chain.push(changes);
-                    cur = &self.nodes[base];
+                    cur = &self.nodes[&base];
                 }
             }
         };
         let mut v = (*base).clone();
-        for changes in chain.into_iter().rev() {
+        for changes in chain.iter().rev() {
             v = change::apply(&v, changes).map_err(|e| Self::reject(id, e))?;
         }
         Ok(Arc::new(v))
@@ -363,7 +399,7 @@ impl Repository {
 
     /// The upgraded value of a commit at `version` of its namespace.
     fn value_at(&self, id: &CommitId, version: u32) -> Result<ItemData> {
-        let schema = &self.nodes[id].commit.commit.schema;
+        let schema = &self.nodes[id].commit.schema;
         let v = (*self.value_of(id)?).clone();
         Ok(self.registry.upgrade(v, schema, version).0)
     }
@@ -375,12 +411,11 @@ impl Repository {
         if let Some(h) = &item.head {
             return Some(h.clone());
         }
-        let leaves = item.leaves.clone();
-        let head = match self.merge_heads(&leaves) {
+        let head = match self.merge_heads(&item.leaves) {
             Ok(h) => Arc::new(h),
             // Values of integrated commits always reconstruct (they did when
-            // they were integrated), so this is unreachable in practice; an
-            // item that cannot be computed reads as absent rather than panic.
+            // they entered this replica), so this is unreachable in practice;
+            // an item that cannot be computed reads as absent rather than panic.
             Err(_) => return None,
         };
         self.items.get_mut(key).expect("present").head = Some(head.clone());
@@ -389,19 +424,27 @@ impl Repository {
 
     /// Deterministic merge of a set of commits of one item (see module docs).
     fn merge_heads(&self, ids: &[CommitId]) -> Result<Head> {
+        if let [only] = ids {
+            // Fast path (almost every item): one leaf already in the newest
+            // known version needs neither a merge nor a copy.
+            let schema = &self.nodes[only].commit.schema;
+            if self.registry.latest(&schema.ns).is_none_or(|l| l.version <= schema.version) {
+                return Ok(Head { schema: schema.clone(), data: self.value_of(only)? });
+            }
+        }
         let mut all = ids.to_vec();
-        all.sort_by_key(|l| (self.nodes[l].commit.commit.timestamp, *l));
-        let newest = &self.nodes[all.last().expect("an item has at least one leaf")].commit.commit.schema;
+        all.sort_by_key(|l| (self.nodes[l].commit.timestamp, *l));
+        let newest = &self.nodes[all.last().expect("an item has at least one leaf")].commit.schema;
         // Merge in the newest schema version among the leaves of that
         // namespace; leaves of another namespace (two writers used the same
         // key with different schemas) are superseded by the newest leaf.
         let ns = newest.ns.clone();
-        let leaves: Vec<CommitId> = all.iter().filter(|l| self.nodes[*l].commit.commit.schema.ns == ns).copied().collect();
-        let version = leaves.iter().map(|l| self.nodes[l].commit.commit.schema.version).max().unwrap_or(newest.version);
+        let leaves: Vec<CommitId> = all.iter().filter(|l| self.nodes[*l].commit.schema.ns == ns).copied().collect();
+        let version = leaves.iter().map(|l| self.nodes[l].commit.schema.version).max().unwrap_or(newest.version);
         let mut acc = self.value_at(&leaves[0], version)?;
         for (i, leaf) in leaves.iter().enumerate().skip(1) {
             let base = match lowest_common_ancestor(&self.nodes, &leaves[..i], *leaf) {
-                Some(b) if self.nodes[&b].commit.commit.schema.ns == ns => self.value_at(&b, version)?,
+                Some(b) if self.nodes[&b].commit.schema.ns == ns => self.value_at(&b, version)?,
                 _ => ItemData::default(),
             };
             acc = merge3(&base, &acc, &self.value_at(leaf, version)?);
@@ -409,7 +452,7 @@ impl Repository {
         // Present the value in the newest version this replica knows.
         let latest = self.registry.latest(&ns).map(|s| s.version).unwrap_or(version).max(version);
         let (data, reached) = self.registry.upgrade(acc, &SchemaId::new(ns.clone(), version), latest);
-        Ok(Head { schema: SchemaId::new(ns, reached), data: Arc::new(data), leaves: all })
+        Ok(Head { schema: SchemaId::new(ns, reached), data: Arc::new(data) })
     }
 
     /// Writes a new value of `key` as a commit signed by `session`. Returns
@@ -423,15 +466,21 @@ impl Repository {
         if self.base_for_write(key, schema)? == data && self.head(key).is_some_and(|h| h.schema == *schema) {
             return Ok(None);
         }
-        let mut parents = self.leaves(key).to_vec();
-        let max_parent_ts = parents.iter().map(|p| self.nodes[p].commit.commit.timestamp).max();
+        let mut parents = self.leaves(key);
+        let max_parent_ts = parents.iter().map(|p| self.nodes[p].commit.timestamp).max();
         let timestamp = max_parent_ts.map_or(now, |t| now.max(t.saturating_add(1)));
         let body = self.choose_body(&parents, schema, &data)?;
         parents.sort();
-        let commit = Commit { repo: self.path.clone(), key: key.to_owned(), parents, timestamp, session: session.id(), schema: schema.clone(), body };
+        let schema = self.registry.intern(&schema.ns).map_or_else(|| schema.clone(), |ns| SchemaId { ns, version: schema.version });
+        let commit = Commit { repo: self.path.clone(), key: key.into(), parents, timestamp, session: session.id(), schema, body };
         let signed = commit.sign(session)?;
         let id = signed.id;
-        self.insert_inner(signed, false)?;
+        // Already validated above.
+        self.insert_stored_inner(StoredCommit::from_signed(&signed), false)?;
+        let item = self.items.get_mut(key).expect("just written");
+        if item.leaves.len() == 1 && self.registry.latest(&def.ns).is_none_or(|l| l.version <= def.version) {
+            item.head = Some(Arc::new(Head { schema: signed.commit.schema, data: Arc::new(data) }));
+        }
         Ok(Some(id))
     }
 
@@ -473,7 +522,7 @@ impl Repository {
     fn choose_body(&self, leaves: &[CommitId], schema: &SchemaId, data: &ItemData) -> Result<Body> {
         if let Some(base) = leaves.last() {
             let node = &self.nodes[base];
-            if node.commit.commit.schema == *schema && node.depth < WRITE_MAX_DEPTH {
+            if node.commit.schema == *schema && node.depth < WRITE_MAX_DEPTH {
                 let changes = change::diff(&*self.value_of(base)?, data);
                 let mut d = crate::codec::Writer::new();
                 change::encode(&mut d, &changes);
@@ -490,17 +539,29 @@ impl Repository {
     /// The history of an item, oldest first (parents before children).
     pub fn history(&self, key: &str) -> Result<Vec<HistoryEntry>> {
         let Some(item) = self.items.get(key) else { return Ok(Vec::new()) };
-        let mut ids = item.commits.clone();
+        // Every ancestor of the current leaves.
+        let mut ids: Vec<CommitId> = item.leaves.clone();
+        let mut seen: HashSet<CommitId> = ids.iter().copied().collect();
+        let mut i = 0;
+        while i < ids.len() {
+            for p in self.nodes[&ids[i]].commit.parents() {
+                if seen.insert(p) {
+                    ids.push(p);
+                }
+            }
+            i += 1;
+        }
         ids.sort_by_key(|id| {
             let n = &self.nodes[id];
-            (n.generation, n.commit.commit.timestamp, *id)
+            (n.generation, n.commit.timestamp, *id)
         });
         ids.iter().map(|id| self.history_entry(id)).collect()
     }
 
     fn history_entry(&self, id: &CommitId) -> Result<HistoryEntry> {
-        let c = &self.nodes[id].commit.commit;
-        let changed = match (&c.body, c.parents.as_slice()) {
+        let c = &self.nodes[id].commit;
+        let parents: Vec<CommitId> = c.parents().collect();
+        let changed = match (c.body()?, parents.as_slice()) {
             // A delta on its only parent lists exactly what it changed.
             (Body::Delta { changes, .. }, [_]) => {
                 let mut f: Vec<String> = changes.iter().map(|ch| ch.field().unwrap_or("$deleted").to_owned()).collect();
@@ -509,16 +570,16 @@ impl Repository {
             }
             _ => {
                 let latest = self.registry.latest(&c.schema.ns).map_or(c.schema.version, |s| s.version).max(c.schema.version);
-                let before = if c.parents.is_empty() {
+                let before = if parents.is_empty() {
                     ItemData::default()
                 } else {
-                    let h = self.merge_heads(&c.parents)?;
+                    let h = self.merge_heads(&parents)?;
                     self.registry.upgrade((*h.data).clone(), &h.schema, latest).0
                 };
                 let after = self.value_at(id, latest)?;
                 change::diff(&before, &after).iter().map(|ch| ch.field().unwrap_or("$deleted").to_owned()).collect()
             }
         };
-        Ok(HistoryEntry { id: *id, session: c.session, timestamp: c.timestamp, parents: c.parents.clone(), schema: c.schema.clone(), changed })
+        Ok(HistoryEntry { id: *id, session: c.session(), timestamp: c.timestamp, parents, schema: c.schema.clone(), changed })
     }
 }

@@ -104,12 +104,13 @@ impl FieldDef {
 /// Names a schema version: `ns@version`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SchemaId {
-    pub ns: String,
+    /// Shared: every commit of a namespace points at one allocation.
+    pub ns: Arc<str>,
     pub version: u32,
 }
 
 impl SchemaId {
-    pub fn new(ns: impl Into<String>, version: u32) -> Self {
+    pub fn new(ns: impl Into<Arc<str>>, version: u32) -> Self {
         SchemaId { ns: ns.into(), version }
     }
 }
@@ -158,7 +159,7 @@ impl Schema {
     }
 
     pub fn id(&self) -> SchemaId {
-        SchemaId::new(self.ns.clone(), self.version)
+        SchemaId::new(self.ns.as_str(), self.version)
     }
 
     fn schema_err(&self, reason: impl Into<String>) -> Error {
@@ -253,7 +254,9 @@ fn check_scalar(s: &Scalar) -> std::result::Result<(), String> {
 /// The schemas a replica knows, every version of every namespace.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
-    schemas: BTreeMap<(String, u32), Arc<Schema>>,
+    /// ns → version → schema. Lookups borrow `&str`: no allocation on the
+    /// hot path (every head computation asks for the latest version).
+    schemas: BTreeMap<Arc<str>, BTreeMap<u32, Arc<Schema>>>,
 }
 
 impl Registry {
@@ -266,25 +269,31 @@ impl Registry {
     /// because replicas would disagree on what a commit means.
     pub fn register(&mut self, schema: Schema) -> Result<Arc<Schema>> {
         schema.check()?;
-        let key = (schema.ns.clone(), schema.version);
-        if let Some(existing) = self.schemas.get(&key) {
+        if let Some(existing) = self.schemas.get(schema.ns.as_str()).and_then(|v| v.get(&schema.version)) {
             if **existing != schema {
                 return Err(schema.schema_err("a different definition with this namespace and version is already registered; bump the version"));
             }
             return Ok(existing.clone());
         }
+        let version = schema.version;
+        let ns: Arc<str> = self.intern(&schema.ns).unwrap_or_else(|| schema.ns.as_str().into());
         let s = Arc::new(schema);
-        self.schemas.insert(key, s.clone());
+        self.schemas.entry(ns).or_default().insert(version, s.clone());
         Ok(s)
     }
 
     pub fn get(&self, id: &SchemaId) -> Option<&Arc<Schema>> {
-        self.schemas.get(&(id.ns.clone(), id.version))
+        self.schemas.get(&*id.ns)?.get(&id.version)
     }
 
     /// The newest registered version of a namespace.
     pub fn latest(&self, ns: &str) -> Option<&Arc<Schema>> {
-        self.schemas.range((ns.to_owned(), 0)..=(ns.to_owned(), u32::MAX)).next_back().map(|(_, s)| s)
+        self.schemas.get(ns)?.values().next_back()
+    }
+
+    /// The registry's shared copy of a namespace name, if it knows it.
+    pub fn intern(&self, ns: &str) -> Option<Arc<str>> {
+        self.schemas.get_key_value(ns).map(|(k, _)| k.clone())
     }
 
     /// Upgrades `data` written with `from` towards `to_version`, one version at
@@ -294,8 +303,9 @@ impl Registry {
     pub fn upgrade(&self, mut data: ItemData, from: &SchemaId, to_version: u32) -> (ItemData, u32) {
         let mut at = from.version;
         while at < to_version {
-            let Some(next) = self.get(&SchemaId::new(from.ns.clone(), at + 1)) else { break };
-            let prev = self.get(&SchemaId::new(from.ns.clone(), at));
+            let versions = self.schemas.get(&*from.ns);
+            let Some(next) = versions.and_then(|v| v.get(&(at + 1))) else { break };
+            let prev = versions.and_then(|v| v.get(&at));
             for step in &next.upgrade {
                 apply_step(&mut data, step);
             }

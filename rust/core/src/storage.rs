@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 pub trait Storage {
     /// Current length in bytes, including appended but unflushed bytes.
     fn len(&mut self) -> Result<u64>;
+    fn is_empty(&mut self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read.
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize>;
     /// Adds bytes at the end.

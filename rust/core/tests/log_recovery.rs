@@ -18,7 +18,7 @@ fn sample_log() -> (Vec<u8>, Vec<CommitId>) {
     r.update("a", &v1(), &[Change::Deleted(true)]);
     r.repo.flush().unwrap();
     let bytes = r.storage.as_ref().unwrap().bytes();
-    let ids = log::scan(&bytes).unwrap().records.iter().map(|(_, p)| SignedCommit::decode(p).unwrap().id).collect();
+    let ids = log::scan(&bytes).unwrap().payloads(&bytes).map(|(_, p)| SignedCommit::decode(p).unwrap().id).collect();
     (bytes, ids)
 }
 
@@ -32,7 +32,7 @@ fn open(bytes: Vec<u8>) -> Result<(Repository, LoadReport, MemStorage)> {
 fn state_of_prefix(bytes: &[u8], n: usize) -> std::collections::BTreeMap<String, (SchemaId, ItemData)> {
     let scan = log::scan(bytes).unwrap();
     let mut r = Repository::new(repo_path(), registry());
-    for (_, p) in &scan.records[..n] {
+    for (_, p) in scan.payloads(bytes).take(n) {
         r.insert(SignedCommit::decode(p).unwrap()).unwrap();
     }
     state(&mut r)
