@@ -81,11 +81,13 @@ impl Error {
         }
     }
 
-    pub(crate) fn decode(what: impl Into<String>, offset: usize) -> Self {
+    /// A decode error at `offset`.
+    pub fn decode(what: impl Into<String>, offset: usize) -> Self {
         Error::Decode { what: what.into(), offset }
     }
 
-    pub(crate) fn path(path: &str, reason: impl Into<String>) -> Self {
+    /// A path error.
+    pub fn path(path: &str, reason: impl Into<String>) -> Self {
         Error::Path { path: path.to_owned(), reason: reason.into() }
     }
 }

@@ -422,6 +422,34 @@ impl Repository {
         Some(head)
     }
 
+    /// Appends the encoded head of `key` — `str ns, varint version,
+    /// u8 deleted, fields` (value.rs) — to `w`; false if the item does not
+    /// exist. An item with one full-value leaf in the newest known version
+    /// is copied from its commit without decoding; others are merged (and
+    /// their head cached).
+    pub fn encode_head(&mut self, key: &str, w: &mut crate::codec::Writer) -> bool {
+        let Some(item) = self.items.get(key) else { return false };
+        if item.head.is_none()
+            && let [only] = item.leaves.as_slice()
+        {
+            let c = &self.nodes[only].commit;
+            if let Some(bytes) = c.full_value_bytes()
+                && self.registry.latest(&c.schema.ns).is_none_or(|l| l.version <= c.schema.version)
+            {
+                w.str(&c.schema.ns);
+                w.varint(c.schema.version.into());
+                w.raw(bytes);
+                return true;
+            }
+        }
+        let Some(h) = self.head(key) else { return false };
+        w.str(&h.schema.ns);
+        w.varint(h.schema.version.into());
+        w.u8(h.data.deleted as u8);
+        crate::value::encode_fields(w, &h.data.fields);
+        true
+    }
+
     /// Deterministic merge of a set of commits of one item (see module docs).
     fn merge_heads(&self, ids: &[CommitId]) -> Result<Head> {
         if let [only] = ids {

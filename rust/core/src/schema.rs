@@ -6,6 +6,17 @@
 //! read, one version at a time, by the declarative [`UpgradeStep`]s attached
 //! to each newer version.
 //!
+//! Schemas also have a binary encoding (the SDK sends its definitions to
+//! the worker with it):
+//!
+//! ```text
+//! schema = str ns, varint version, varint n, n × field, varint m, m × step
+//! field  = str name, u8 type (1 string 2 number 3 boolean 4 date 5 set 6 map
+//!          7 text 8 ref), u8 required, u8 has_default, [value default]
+//! step   = u8 tag, then 1 rename: str from, str to | 2 remove: str field
+//!          | 3 convert: str field, u8 type
+//! ```
+//!
 //! Upgrades are data, not callbacks, on purpose: every replica — browser
 //! worker, native server, another tab — must compute the same merge from the
 //! same commits, including merges between items written with different schema
@@ -16,9 +27,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::path;
-use crate::value::{ItemData, Scalar, Value, check_number};
+use crate::value::{ItemData, Scalar, Value, check_number, decode_value, encode_value};
 
 /// The type of a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,6 +72,24 @@ impl FieldType {
             "ref" => FieldType::Ref,
             _ => return None,
         })
+    }
+
+    fn code(self) -> u8 {
+        self as u8 + 1
+    }
+
+    fn from_code(c: u8) -> Option<Self> {
+        const ALL: [FieldType; 8] = [
+            FieldType::String,
+            FieldType::Number,
+            FieldType::Boolean,
+            FieldType::Date,
+            FieldType::Set,
+            FieldType::Map,
+            FieldType::Text,
+            FieldType::Ref,
+        ];
+        ALL.get(usize::from(c).wrapping_sub(1)).copied()
     }
 
     fn accepts(self, v: &Value) -> bool {
@@ -207,6 +237,75 @@ impl Schema {
             }
         }
         Ok(())
+    }
+
+    /// The binary encoding (module docs).
+    pub fn encode(&self, w: &mut Writer) {
+        w.str(&self.ns);
+        w.varint(self.version.into());
+        w.varint(self.fields.len() as u64);
+        for (name, def) in &self.fields {
+            w.str(name);
+            w.u8(def.ty.code());
+            w.u8(def.required as u8);
+            match &def.default {
+                Some(v) => {
+                    w.u8(1);
+                    encode_value(w, v);
+                }
+                None => w.u8(0),
+            }
+        }
+        w.varint(self.upgrade.len() as u64);
+        for step in &self.upgrade {
+            match step {
+                UpgradeStep::Rename { from, to } => {
+                    w.u8(1);
+                    w.str(from);
+                    w.str(to);
+                }
+                UpgradeStep::Remove { field } => {
+                    w.u8(2);
+                    w.str(field);
+                }
+                UpgradeStep::Convert { field, to } => {
+                    w.u8(3);
+                    w.str(field);
+                    w.u8(to.code());
+                }
+            }
+        }
+    }
+
+    /// Decodes and [`check`](Schema::check)s a schema definition.
+    pub fn decode(r: &mut Reader) -> Result<Schema> {
+        let mut s = Schema::new(r.str("schema namespace")?, r.u32("schema version")?);
+        let n = r.count("field count", 4)?;
+        for _ in 0..n {
+            let name = r.str("field name")?.to_owned();
+            let at = r.offset();
+            let ty = FieldType::from_code(r.u8("field type")?).ok_or_else(|| Error::decode("unknown field type", at))?;
+            let required = r.bool("required flag")?;
+            let default = if r.bool("default flag")? { Some(decode_value(r)?) } else { None };
+            s.fields.insert(name, FieldDef { ty, required, default });
+        }
+        let m = r.count("upgrade step count", 2)?;
+        for _ in 0..m {
+            let at = r.offset();
+            s.upgrade.push(match r.u8("upgrade step")? {
+                1 => UpgradeStep::Rename { from: r.str("rename from")?.to_owned(), to: r.str("rename to")?.to_owned() },
+                2 => UpgradeStep::Remove { field: r.str("removed field")?.to_owned() },
+                3 => {
+                    let field = r.str("converted field")?.to_owned();
+                    let tat = r.offset();
+                    let to = FieldType::from_code(r.u8("conversion type")?).ok_or_else(|| Error::decode("unknown field type", tat))?;
+                    UpgradeStep::Convert { field, to }
+                }
+                t => return Err(Error::decode(format!("unknown upgrade step {t}"), at)),
+            });
+        }
+        s.check()?;
+        Ok(s)
     }
 
     /// Fills defaults for absent fields (used when an item is created).
@@ -478,6 +577,37 @@ mod tests {
         partial.register(task_v1()).unwrap();
         let (same, v) = partial.upgrade(d.clone(), &SchemaId::new("task", 1), 3);
         assert_eq!((same, v), (d, 1));
+    }
+
+    #[test]
+    fn binary_encoding_roundtrips_and_rejects_garbage() {
+        let s = task_v1()
+            .field("due", FieldDef::new(FieldType::Date).default(Value::Date(5)))
+            .field("link", FieldDef::new(FieldType::Ref));
+        let mut v2 = s.clone();
+        v2.version = 2;
+        v2.upgrade = vec![
+            UpgradeStep::Rename { from: "a".into(), to: "b".into() },
+            UpgradeStep::Remove { field: "c".into() },
+            UpgradeStep::Convert { field: "d".into(), to: FieldType::Text },
+        ];
+        for schema in [s, v2] {
+            let mut w = Writer::new();
+            schema.encode(&mut w);
+            let b = w.into_bytes();
+            let mut r = Reader::new(&b);
+            assert_eq!(Schema::decode(&mut r).unwrap(), schema);
+            r.finish("schema").unwrap();
+            for cut in 0..b.len() {
+                assert!(Schema::decode(&mut Reader::new(&b[..cut])).is_err());
+            }
+        }
+        let mut w = Writer::new();
+        Schema::new("x", 1).field("f", FieldDef::new(FieldType::String)).encode(&mut w);
+        let mut b = w.into_bytes();
+        let at = b.len() - 4; // the field type byte
+        b[at] = 42;
+        assert!(Schema::decode(&mut Reader::new(&b)).is_err());
     }
 
     #[test]

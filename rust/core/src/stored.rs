@@ -132,6 +132,15 @@ impl StoredCommit {
         Some(CommitId(id))
     }
 
+    /// For a full commit, `deleted ‖ fields` exactly as encoded — which is
+    /// also how a head value is sent to the main thread, so the common case
+    /// needs no decoding at all.
+    pub fn full_value_bytes(&self) -> Option<&[u8]> {
+        let at = self.body_at as usize;
+        let commit = self.commit_bytes();
+        (commit.get(at) == Some(&crate::commit::BODY_FULL)).then(|| &commit[at + 1..])
+    }
+
     /// Decodes the body.
     pub fn body(&self) -> Result<Body> {
         let commit = self.commit_bytes();

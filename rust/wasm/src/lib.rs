@@ -1,10 +1,26 @@
-//! `ibex-wasm`: wasm-bindgen bindings of `ibex-core` for the browser worker.
+//! `ibex-wasm`: wasm-bindgen bindings of `ibex-core` for the browser worker
+//! (and for Node, where the same module runs in-process).
 //!
-//! The engine object, OPFS storage and worker protocol arrive with the
-//! browser-engine issue; for now the crate exposes the build's version so the
-//! toolchain (wasm-bindgen CLI pinned to the crate version) is exercised.
+//! One file per exported type: [`engine::Engine`] is what JavaScript
+//! drives; [`replica`] holds its logic in plain Rust (tested natively);
+//! [`batch`] documents the bytes that cross between threads; storage comes
+//! from OPFS ([`opfs_storage`]) or a JS backend ([`js_storage`]).
+
+pub mod batch;
+pub mod engine;
+pub mod error;
+pub mod js_storage;
+pub mod opfs_storage;
+pub mod replica;
 
 use wasm_bindgen::prelude::*;
+
+/// Panics (internal bugs only: external input returns errors) are reported
+/// on the console with a Rust backtrace instead of `unreachable`.
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
 
 /// Version of the Ibex engine compiled into this module.
 #[wasm_bindgen]

@@ -1,0 +1,154 @@
+//! `Engine`: the object the worker's JavaScript drives. One per database;
+//! thin glue from JS values to [`Replica`](crate::replica::Replica). Bytes
+//! (not per-field messages) cross the boundary; errors are JS `Error`s with
+//! a `code`.
+
+use ibex_core::{LoadReport, MemStorage, Storage};
+use js_sys::{Array, Object, Reflect};
+use wasm_bindgen::prelude::*;
+use web_sys::FileSystemSyncAccessHandle;
+
+use crate::error::{js_error, to_js};
+use crate::js_storage::{JsStorage, LogBackend};
+use crate::opfs_storage::OpfsStorage;
+use crate::replica::Replica;
+
+#[wasm_bindgen]
+pub struct Engine {
+    replica: Replica,
+}
+
+fn set(o: &Object, k: &str, v: impl Into<JsValue>) {
+    // Defining a property on a plain fresh object cannot fail.
+    let _ = Reflect::set(o, &JsValue::from_str(k), &v.into());
+}
+
+fn report_to_js(r: &LoadReport, items: usize) -> JsValue {
+    let o = Object::new();
+    set(&o, "commits", r.commits as f64);
+    set(&o, "items", items as f64);
+    set(&o, "truncatedBytes", r.truncated_bytes as f64);
+    set(&o, "pending", r.pending as f64);
+    let corrupt = Array::new();
+    for c in &r.corrupt {
+        let e = Object::new();
+        set(&e, "offset", c.offset as f64);
+        set(&e, "length", c.len as f64);
+        set(&e, "reason", c.reason.as_str());
+        corrupt.push(&e);
+    }
+    set(&o, "corrupt", corrupt);
+    let rejected = Array::new();
+    for (offset, err) in &r.rejected {
+        let e = Object::new();
+        set(&e, "offset", *offset as f64);
+        set(&e, "code", err.code());
+        set(&e, "message", err.to_string());
+        rejected.push(&e);
+    }
+    set(&o, "rejected", rejected);
+    o.into()
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// `seed`: the session's 32-byte private seed (kept on this device);
+    /// `schemas`: `varint n, n × schema` (core `schema.rs`).
+    #[wasm_bindgen(constructor)]
+    pub fn new(seed: &[u8], schemas: &[u8]) -> Result<Engine, JsValue> {
+        let seed: [u8; 32] = seed.try_into().map_err(|_| js_error("ERR_BAD_KEY", "a session seed is exactly 32 bytes"))?;
+        Ok(Engine { replica: Replica::new(seed, schemas).map_err(|e| to_js(&e))? })
+    }
+
+    /// 32 bytes from the platform's secure random source, for a new session.
+    #[wasm_bindgen(js_name = newSessionSeed)]
+    pub fn new_session_seed() -> Result<Vec<u8>, JsValue> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| js_error("ERR_STORAGE", &format!("no secure random source: {e}")))?;
+        Ok(seed.to_vec())
+    }
+
+    /// This replica's session id (its public key, hex).
+    #[wasm_bindgen(getter, js_name = sessionId)]
+    pub fn session_id(&self) -> String {
+        self.replica.session().id().to_hex()
+    }
+
+    fn open(&mut self, repo: &str, storage: Box<dyn Storage>) -> Result<JsValue, JsValue> {
+        let report = self.replica.open(repo, storage).map_err(|e| to_js(&e))?;
+        let (items, _) = self.replica.counts(repo).map_err(|e| to_js(&e))?;
+        Ok(report_to_js(&report, items))
+    }
+
+    /// Opens a repository stored in an OPFS file; returns its load report.
+    #[wasm_bindgen(js_name = openOpfs)]
+    pub fn open_opfs(&mut self, repo: &str, handle: FileSystemSyncAccessHandle) -> Result<JsValue, JsValue> {
+        let storage = OpfsStorage::new(handle).map_err(|e| to_js(&e))?;
+        self.open(repo, Box::new(storage))
+    }
+
+    /// Opens a repository stored by a JS `LogBackend` (Node files,
+    /// IndexedDB, …).
+    #[wasm_bindgen(js_name = openBackend)]
+    pub fn open_backend(&mut self, repo: &str, backend: LogBackend) -> Result<JsValue, JsValue> {
+        self.open(repo, Box::new(JsStorage(backend)))
+    }
+
+    /// Opens a repository that lives only in memory.
+    #[wasm_bindgen(js_name = openMemory)]
+    pub fn open_memory(&mut self, repo: &str) -> Result<JsValue, JsValue> {
+        self.open(repo, Box::new(MemStorage::new()))
+    }
+
+    #[wasm_bindgen(js_name = isOpen)]
+    pub fn is_open(&self, repo: &str) -> bool {
+        self.replica.is_open(repo)
+    }
+
+    /// Every head of an open repository (`heads` in `batch.rs`).
+    pub fn heads(&mut self, repo: &str) -> Result<Vec<u8>, JsValue> {
+        self.replica.heads(repo).map_err(|e| to_js(&e))
+    }
+
+    /// Applies a batch of mutations; returns the outcomes (`batch.rs`).
+    pub fn mutate(&mut self, batch: &[u8], now: f64) -> Result<Vec<u8>, JsValue> {
+        self.replica.mutate(batch, now as i64).map_err(|e| to_js(&e))
+    }
+
+    /// Heads changed by anything other than this replica's own mutations.
+    pub fn changed(&mut self) -> Vec<u8> {
+        self.replica.changed()
+    }
+
+    /// Makes everything written so far durable (the storage's flush).
+    pub fn flush(&mut self) -> Result<(), JsValue> {
+        self.replica.flush().map_err(|e| to_js(&e))
+    }
+
+    /// Inserts a commit from another replica (verified first).
+    pub fn receive(&mut self, repo: &str, commit: &[u8]) -> Result<(), JsValue> {
+        self.replica.receive(repo, commit).map_err(|e| to_js(&e))
+    }
+
+    /// An item's history: `[{id, session, timestamp, parents, schema, changed}]`.
+    pub fn history(&mut self, repo: &str, key: &str) -> Result<Array, JsValue> {
+        let entries = self.replica.history(repo, key).map_err(|e| to_js(&e))?;
+        let out = Array::new();
+        for h in entries {
+            let o = Object::new();
+            set(&o, "id", h.id.to_hex());
+            set(&o, "session", h.session.to_hex());
+            set(&o, "timestamp", h.timestamp as f64);
+            set(&o, "parents", h.parents.iter().map(|p| JsValue::from_str(&p.to_hex())).collect::<Array>());
+            set(&o, "schema", h.schema.to_string());
+            set(&o, "changed", h.changed.iter().map(|f| JsValue::from_str(f)).collect::<Array>());
+            out.push(&o);
+        }
+        Ok(out)
+    }
+
+    /// Flushes and closes a repository.
+    pub fn close(&mut self, repo: &str) -> Result<(), JsValue> {
+        self.replica.close(repo).map_err(|e| to_js(&e))
+    }
+}
