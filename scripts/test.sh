@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test suite that exists: Rust (unit, contract, property), the core's
 # wasm32 build, the WASM module build, then the TypeScript workspace's own
-# tests. Ends with one summary line over all Rust test binaries.
+# tests. Ends with one summary line over every suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp)
@@ -17,8 +17,15 @@ echo "== WASM module builds and binds"
 bash scripts/build.sh
 
 echo "== TypeScript workspace tests"
-pnpm -r --if-present run test
+ts=$(mktemp)
+trap 'rm -f "$out" "$ts"' EXIT
+pnpm -r --if-present run test 2>&1 | tee "$ts"
 
-passed=$(grep -oE '^test result: [a-z]+\. [0-9]+ passed' "$out" | awk '{s += $4} END {print s + 0}')
-failed=$(grep -oE '; [0-9]+ failed' "$out" | awk '{s += $2} END {print s + 0}')
-echo "summary: $passed passed, $failed failed"
+# Counts from the runners' own closing lines (awk never fails on no match).
+count() { sed 's/\x1b\[[0-9;]*m//g' "$1" | awk -v pat="$2" -v word="$3" '$0 ~ pat { for (i = 2; i <= NF; i++) if ($i ~ "^" word) s += $(i - 1) } END { print s + 0 }'; }
+passed=$(count "$out" '^test result:' 'passed')
+failed=$(count "$out" '^test result:' 'failed')
+ts_passed=$(count "$ts" '^ *Tests +' 'passed')
+ts_failed=$(count "$ts" '^ *Tests +' 'failed')
+echo "rust: $passed passed, $failed failed; typescript: $ts_passed passed, $ts_failed failed"
+echo "summary: $((passed + ts_passed)) passed, $((failed + ts_failed)) failed"

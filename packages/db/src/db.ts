@@ -1,0 +1,425 @@
+// `IbexDB`: the synchronous, in-memory face of a database whose truth lives
+// in the engine. Reads never wait; writes apply at once, reach the engine
+// in one batch per microtask, and `flush()` resolves only after the
+// engine's storage flush.
+
+import { type HeadRecord, type Mutation, headCount, readHeads, readOutcomes, writeMutations, writeSchemas } from "./codec.js";
+import { IbexError, fromEngine } from "./errors.js";
+import { Item } from "./item.js";
+import type { EngineChannel, FromEngine, HistoryEntry, LoadReport } from "./protocol.js";
+import { Query, type QueryOptions } from "./query.js";
+import { type Fields, type InitData, type Schema, checkRepoPath, checkSegment, splitItemPath, toWireSchema } from "./schema.js";
+
+export type Phase = "starting" | "loading" | "ready" | "error" | "closed";
+
+export interface RepoStatus {
+  phase: "loading" | "ready" | "error";
+  /** Items applied to the in-memory mirror so far, of `total`. */
+  loaded: number;
+  total: number;
+  report?: LoadReport;
+  error?: IbexError;
+}
+
+export interface Status {
+  phase: Phase;
+  /** Items loaded so far and expected, over all repositories being opened. */
+  loaded: number;
+  total: number;
+  repos: Readonly<Record<string, RepoStatus>>;
+  /** Writes not yet acknowledged by the engine. */
+  pendingWrites: number;
+  error?: IbexError;
+  sessionId?: string;
+}
+
+export interface OpenOptions {
+  /** Database name: one engine and one storage area per name. */
+  name: string;
+  schemas: readonly Schema[];
+  /** Repositories to load before `open` resolves. */
+  repos?: readonly string[];
+}
+
+/** Heads are applied to the mirror in slices so no task runs long. */
+const SLICE = 2_000;
+
+function randomKey(): string {
+  const b = new Uint8Array(12);
+  globalThis.crypto.getRandomValues(b);
+  let s = "";
+  for (const x of b) s += "0123456789abcdefghijklmnopqrstuvwxyz"[x % 36];
+  return s;
+}
+
+export class Database {
+  readonly name: string;
+  private schemas = new Map<string, Schema>();
+  private latest = new Map<string, Schema>();
+  private items = new Map<string, Map<string, Item>>();
+  private repoStatus = new Map<string, RepoStatus>();
+  private opening = new Map<string, Promise<void>>();
+  private queries = new Set<Query>();
+  private outbox = new Map<Item, true>();
+  private outboxScheduled = false;
+  private notifyQueue = new Set<Query>();
+  private notifyScheduled = false;
+  private seq = 0;
+  private inFlight = new Map<number, Item[]>();
+  private requests = new Map<number, { resolve: (v: unknown) => void; reject: (e: IbexError) => void }>();
+  private nextRequest = 1;
+  private statusListeners = new Set<(s: Status) => void>();
+  private errorListeners = new Set<(e: IbexError) => void>();
+  private state: Status;
+  private closed = false;
+  private readyWaiter: { resolve: () => void; reject: (e: IbexError) => void } | null = null;
+
+  /** @internal use `IbexDB.open`. */
+  constructor(
+    private readonly channel: EngineChannel,
+    opts: OpenOptions,
+  ) {
+    this.name = opts.name;
+    for (const s of opts.schemas) {
+      this.schemas.set(s.id, s);
+      const cur = this.latest.get(s.ns);
+      if (!cur || cur.version < s.version) this.latest.set(s.ns, s);
+    }
+    this.state = { phase: "starting", loaded: 0, total: 0, repos: {}, pendingWrites: 0 };
+    channel.onMessage((m) => this.receive(m));
+  }
+
+  /** @internal */
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.readyWaiter = { resolve, reject };
+      this.channel.post({ t: "init", schemas: writeSchemas([...this.schemas.values()].map(toWireSchema)) });
+    });
+  }
+
+  // ---- status -------------------------------------------------------------
+
+  get status(): Status {
+    return this.state;
+  }
+
+  /** Called on every status change (phase, progress, errors, pending writes). */
+  onStatus(listener: (s: Status) => void): () => void {
+    this.statusListeners.add(listener);
+    return () => this.statusListeners.delete(listener);
+  }
+
+  /** Errors that happen after the call that caused them returned (a write
+   * the engine rejected, a repository that failed to load). */
+  onError(listener: (e: IbexError) => void): () => void {
+    this.errorListeners.add(listener);
+    return () => this.errorListeners.delete(listener);
+  }
+
+  private updateStatus(patch: Partial<Status>): void {
+    const repos = Object.fromEntries(this.repoStatus);
+    let loaded = 0;
+    let total = 0;
+    let loading = false;
+    for (const r of this.repoStatus.values()) {
+      loaded += r.loaded;
+      total += r.total;
+      loading ||= r.phase === "loading";
+    }
+    const base = this.state.phase === "starting" || this.state.phase === "error" || this.state.phase === "closed" ? this.state.phase : loading ? "loading" : "ready";
+    this.state = { ...this.state, phase: base, loaded, total, repos, pendingWrites: this.countPending(), ...patch };
+    for (const l of [...this.statusListeners]) l(this.state);
+  }
+
+  private countPending(): number {
+    let n = this.outbox.size;
+    for (const items of this.inFlight.values()) n += items.length;
+    return n;
+  }
+
+  private emitError(e: IbexError): void {
+    if (this.errorListeners.size === 0) console.error(e);
+    for (const l of [...this.errorListeners]) l(e);
+  }
+
+  // ---- repositories -------------------------------------------------------
+
+  /** Loads a repository (once); resolves when all its items are in memory. */
+  open(repo: string): Promise<void> {
+    checkRepoPath(repo);
+    this.assertOpen();
+    let p = this.opening.get(repo);
+    if (!p) {
+      this.repoStatus.set(repo, { phase: "loading", loaded: 0, total: 0 });
+      this.updateStatus({});
+      p = this.request({ t: "open", id: 0, repo }).then(() => undefined);
+      p.catch((e: IbexError) => {
+        this.repoStatus.set(repo, { phase: "error", loaded: 0, total: 0, error: e });
+        this.updateStatus({});
+        this.emitError(e);
+      });
+      this.opening.set(repo, p);
+    }
+    return p;
+  }
+
+  isLoaded(repo: string): boolean {
+    return this.repoStatus.get(repo)?.phase === "ready";
+  }
+
+  private repoItems(repo: string): Map<string, Item> {
+    let m = this.items.get(repo);
+    if (!m) {
+      m = new Map();
+      this.items.set(repo, m);
+    }
+    return m;
+  }
+
+  // ---- items --------------------------------------------------------------
+
+  /** Creates an item synchronously (key generated unless given). Throws,
+   * changing nothing, if the values do not fit the schema. */
+  create<F extends Fields>(repo: string, schema: Schema<F>, values: InitData<F>, opts: { key?: string } = {}): Item<F> {
+    checkRepoPath(repo);
+    this.assertOpen();
+    this.assertKnown(schema);
+    const key = opts.key ?? randomKey();
+    checkSegment(`${repo}/${key}`, key, "item key");
+    const existing = this.repoItems(repo).get(key);
+    if (existing && !existing.isDeleted) throw new IbexError("ERR_PATH", `Item \`${repo}/${key}\` already exists`);
+    Item.checkNew(schema, values as Record<string, unknown>);
+    if (!this.opening.has(repo)) void this.open(repo);
+    const item = (existing as unknown as Item<F> | undefined) ?? new Item<F>(this, repo, key, schema);
+    if (existing) existing.restore();
+    const changes = item.initialize(values as Record<string, unknown>);
+    this.repoItems(repo).set(key, item as unknown as Item);
+    this.enqueue(item as unknown as Item, changes);
+    this.itemChanged(item as unknown as Item);
+    return item;
+  }
+
+  /** The item at `path`, or undefined if it does not exist (or its
+   * repository has not loaded yet: see `open`). Synchronous. */
+  item<F extends Fields = Fields>(path: string): Item<F> | undefined {
+    const { repo, key } = splitItemPath(path);
+    if (!this.opening.has(repo) && !this.closed) void this.open(repo);
+    return this.items.get(repo)?.get(key) as Item<F> | undefined;
+  }
+
+  /** Every item of a loaded repository (including soft-deleted ones). */
+  keys(repo: string): string[] {
+    return [...(this.items.get(repo)?.keys() ?? [])];
+  }
+
+  /** A live query (see `QueryOptions`). Starts loading its repository. */
+  query<F extends Fields>(opts: QueryOptions<F>): Query<F> {
+    this.assertOpen();
+    const q = new Query<F>(this, opts);
+    const repo = q.repo;
+    checkRepoPath(repo);
+    this.queries.add(q as unknown as Query);
+    if (!this.opening.has(repo)) void this.open(repo);
+    if (typeof opts.source === "string") q.rebuild((this.items.get(repo)?.values() ?? []) as Iterable<Item<F>>);
+    else q.rebuild(opts.source.results as Item<F>[]);
+    return q;
+  }
+
+  /** Who changed what, when (from the signed commit graph). */
+  async history(path: string): Promise<HistoryEntry[]> {
+    const { repo, key } = splitItemPath(path);
+    await this.open(repo);
+    await this.flushOutbox();
+    return (await this.request({ t: "history", id: 0, repo, key })) as HistoryEntry[];
+  }
+
+  /** Resolves once every write made so far is durable on this device. */
+  async flush(): Promise<void> {
+    this.assertOpen();
+    await this.flushOutbox();
+    await this.request({ t: "flush", id: 0 });
+  }
+
+  /** Flushes, then stops the engine. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.flushOutbox();
+    await this.request({ t: "close", id: 0 });
+    this.closed = true;
+    this.channel.terminate();
+    this.updateStatus({ phase: "closed" });
+  }
+
+  // ---- internals ------------------------------------------------------------
+
+  /** @internal */
+  assertOpen(): void {
+    if (this.closed) throw new IbexError("ERR_CLOSED", `Database \`${this.name}\` is closed`);
+  }
+
+  private assertKnown(schema: Schema): void {
+    if (this.schemas.get(schema.id) !== schema && !this.schemas.has(schema.id)) {
+      throw new IbexError("ERR_UNKNOWN_SCHEMA", `Unknown schema \`${schema.id}\`: pass it in \`schemas\` to IbexDB.open`);
+    }
+  }
+
+  /** @internal queues an item's changes for the next batch. */
+  enqueue(item: Item, changes: import("./codec.js").Change[]): void {
+    (item.queued ??= []).push(...changes);
+    this.outbox.set(item, true);
+    if (!this.outboxScheduled) {
+      this.outboxScheduled = true;
+      queueMicrotask(() => void this.flushOutbox());
+    }
+  }
+
+  private flushOutbox(): Promise<void> {
+    this.outboxScheduled = false;
+    if (this.outbox.size === 0) return Promise.resolve();
+    const items = [...this.outbox.keys()];
+    this.outbox.clear();
+    // Writes wait for their repository: the engine applies them on top of
+    // what is stored.
+    const repos = [...new Set(items.map((i) => i.repo))];
+    const send = () => {
+      const seq = ++this.seq;
+      const ms: Mutation[] = items.map((i) => {
+        const changes = i.queued ?? [];
+        i.queued = null;
+        i.sent(seq, changes);
+        return { repo: i.repo, key: i.key, ns: i.schema.ns, version: i.schema.version, changes };
+      });
+      this.inFlight.set(seq, items);
+      this.channel.post({ t: "mutate", seq, batch: writeMutations(ms) });
+      this.updateStatus({});
+    };
+    if (repos.every((r) => this.isLoaded(r))) {
+      send();
+      return Promise.resolve();
+    }
+    return Promise.all(repos.map((r) => this.open(r))).then(send, (e) => this.emitError(fromEngine(e)));
+  }
+
+  /** @internal an item's value changed: re-evaluate it in every live query. */
+  itemChanged(item: Item): void {
+    for (const q of this.queries) if (q.repo === item.repo && typeof q.options.source === "string") q.update(item);
+  }
+
+  /** @internal */
+  scheduleNotify(q: Query<any>): void {
+    this.notifyQueue.add(q);
+    if (this.notifyScheduled) return;
+    this.notifyScheduled = true;
+    queueMicrotask(() => {
+      this.notifyScheduled = false;
+      const qs = [...this.notifyQueue];
+      this.notifyQueue.clear();
+      for (const x of qs) x.notify();
+    });
+  }
+
+  /** @internal */
+  forgetQuery(q: Query<any>): void {
+    this.queries.delete(q);
+  }
+
+  private request(msg: Extract<import("./protocol.js").ToEngine, { id: number }>): Promise<unknown> {
+    const id = this.nextRequest++;
+    return new Promise((resolve, reject) => {
+      this.requests.set(id, { resolve, reject });
+      this.channel.post({ ...msg, id });
+    });
+  }
+
+  private schemaFor(ns: string, version: number): Schema {
+    return this.schemas.get(`${ns}@${version}`) ?? this.latest.get(ns) ?? { ns, version, fields: {}, upgrade: [], id: `${ns}@${version}` };
+  }
+
+  private applyHead(h: HeadRecord, notify: boolean): void {
+    const items = this.repoItems(h.repo);
+    let item = items.get(h.key);
+    const schema = this.schemaFor(h.ns, h.version);
+    if (!item) {
+      item = new Item(this, h.repo, h.key, schema);
+      items.set(h.key, item);
+    }
+    item.applyHead(schema, h.deleted, h.fields, notify);
+    this.itemChanged(item);
+  }
+
+  /** Applies a load's heads in slices, yielding between them. */
+  private async applyLoaded(repo: string, report: LoadReport, heads: Uint8Array): Promise<void> {
+    const total = headCount(heads);
+    const st: RepoStatus = { phase: "loading", loaded: 0, total, report };
+    this.repoStatus.set(repo, st);
+    this.updateStatus({});
+    let n = 0;
+    for (const h of readHeads(heads)) {
+      this.applyHead(h, false);
+      if (++n % SLICE === 0) {
+        this.repoStatus.set(repo, { ...st, loaded: n });
+        this.updateStatus({});
+        await new Promise((r) => setTimeout(r, 0));
+      }
+    }
+    this.repoStatus.set(repo, { phase: "ready", loaded: total, total, report });
+    for (const q of this.queries) if (q.repo === repo) q.rebuild(this.items.get(repo)?.values() ?? []);
+    this.updateStatus({});
+    if (report.corrupt.length || report.rejected.length) {
+      this.emitError(new IbexError("ERR_LOG_HEADER", `Repository ${repo}: ${report.corrupt.length} damaged record(s) skipped, ${report.rejected.length} rejected; the rest opened`));
+    }
+  }
+
+  private receive(m: FromEngine): void {
+    switch (m.t) {
+      case "ready":
+        this.updateStatus({ phase: "ready", sessionId: m.sessionId });
+        this.readyWaiter?.resolve();
+        this.readyWaiter = null;
+        break;
+      case "opened": {
+        const req = this.requests.get(m.id);
+        this.requests.delete(m.id);
+        this.applyLoaded(m.repo, m.report, m.heads).then(
+          () => req?.resolve(undefined),
+          (e) => req?.reject(fromEngine(e)),
+        );
+        break;
+      }
+      case "outcomes": {
+        const items = this.inFlight.get(m.seq) ?? [];
+        this.inFlight.delete(m.seq);
+        readOutcomes(m.bytes).forEach((o, i) => {
+          const item = items[i];
+          item?.acknowledged(m.seq);
+          if (o.status === "failed") this.emitError(new IbexError(o.code as IbexError["code"], `Write to ${item?.path} was rejected by the engine: ${o.message}`));
+        });
+        this.updateStatus({});
+        break;
+      }
+      case "changed":
+        for (const h of readHeads(m.bytes)) this.applyHead(h, true);
+        break;
+      case "done": {
+        const req = this.requests.get(m.id);
+        this.requests.delete(m.id);
+        req?.resolve(m.value);
+        break;
+      }
+      case "error": {
+        const e = new IbexError(m.code as IbexError["code"], m.message);
+        if (m.id !== undefined && this.requests.has(m.id)) {
+          this.requests.get(m.id)!.reject(e);
+          this.requests.delete(m.id);
+        } else if (this.readyWaiter) {
+          this.readyWaiter.reject(e);
+          this.readyWaiter = null;
+          this.updateStatus({ phase: "error", error: e });
+        } else {
+          this.emitError(e);
+        }
+        break;
+      }
+    }
+  }
+}

@@ -1,0 +1,121 @@
+// The engine side of the protocol, independent of where it runs: a
+// dedicated worker in browsers, the same thread in Node. It owns the WASM
+// `Engine`, opens storage for each repository, and answers messages.
+
+import type { FromEngine, LoadReport, ToEngine } from "./protocol.js";
+
+/** The parts of the wasm-bindgen `Engine` the server uses. */
+export interface WasmEngine {
+  readonly sessionId: string;
+  openBackend(repo: string, backend: LogBackend): LoadReport;
+  openMemory(repo: string): LoadReport;
+  heads(repo: string): Uint8Array;
+  mutate(batch: Uint8Array, now: number): Uint8Array;
+  changed(): Uint8Array;
+  flush(): void;
+  history(repo: string, key: string): unknown[];
+  close(repo: string): void;
+}
+
+/** Synchronous file-like storage (rust/wasm/src/js_storage.rs). */
+export interface LogBackend {
+  size(): number;
+  read(offset: number, length: number): Uint8Array;
+  append(bytes: Uint8Array): void;
+  flush(): void;
+  truncate(length: number): void;
+}
+
+/** Where an engine keeps its repositories and its session seed. */
+export interface StorageProvider {
+  /** The session's private seed, created (with `fresh`) and kept on first use. */
+  sessionSeed(fresh: () => Uint8Array): Promise<Uint8Array>;
+  /** Opens repository `repo` in `engine`, returning its load report. */
+  open(engine: WasmEngine, repo: string): Promise<LoadReport>;
+  /** Resolves once everything flushed so far is durable. */
+  durable?(): Promise<void>;
+  close?(): void;
+}
+
+export interface EngineFactory {
+  create(seed: Uint8Array, schemas: Uint8Array): WasmEngine;
+  newSessionSeed(): Uint8Array;
+}
+
+export class EngineServer {
+  private engine: WasmEngine | null = null;
+
+  constructor(
+    private readonly factory: EngineFactory,
+    private readonly storage: StorageProvider,
+    private readonly send: (msg: FromEngine) => void,
+  ) {}
+
+  private fail(id: number | undefined, e: unknown): void {
+    const code = (e as { code?: string })?.code ?? "ERR_WORKER";
+    const message = e instanceof Error ? e.message : String(e);
+    this.send({ t: "error", ...(id !== undefined ? { id } : {}), code, message });
+  }
+
+  /** Messages are handled one at a time, in order. */
+  private queue: Promise<void> = Promise.resolve();
+
+  handle(msg: ToEngine): void {
+    this.queue = this.queue.then(() => this.process(msg)).catch((e) => this.fail(undefined, e));
+  }
+
+  private async process(msg: ToEngine): Promise<void> {
+    if (msg.t === "init") {
+      const seed = await this.storage.sessionSeed(() => this.factory.newSessionSeed());
+      this.engine = this.factory.create(seed, msg.schemas);
+      this.send({ t: "ready", sessionId: this.engine.sessionId });
+      return;
+    }
+    const engine = this.engine;
+    if (!engine) throw Object.assign(new Error("the engine is not initialized"), { code: "ERR_WORKER" });
+    switch (msg.t) {
+      case "open":
+        try {
+          const report = await this.storage.open(engine, msg.repo);
+          const heads = engine.heads(msg.repo);
+          this.send({ t: "opened", id: msg.id, repo: msg.repo, report, heads });
+        } catch (e) {
+          this.fail(msg.id, e);
+        }
+        break;
+      case "mutate": {
+        const bytes = engine.mutate(msg.batch, Date.now());
+        this.send({ t: "outcomes", seq: msg.seq, bytes });
+        const changed = engine.changed();
+        if (changed.length > 1) this.send({ t: "changed", bytes: changed });
+        break;
+      }
+      case "flush":
+        try {
+          engine.flush();
+          await this.storage.durable?.();
+          this.send({ t: "done", id: msg.id });
+        } catch (e) {
+          this.fail(msg.id, e);
+        }
+        break;
+      case "history":
+        try {
+          this.send({ t: "done", id: msg.id, value: engine.history(msg.repo, msg.key) });
+        } catch (e) {
+          this.fail(msg.id, e);
+        }
+        break;
+      case "close":
+        try {
+          engine.flush();
+          await this.storage.durable?.();
+          this.storage.close?.();
+          this.send({ t: "done", id: msg.id });
+        } catch (e) {
+          this.fail(msg.id, e);
+        }
+        break;
+    }
+  }
+}

@@ -1,0 +1,57 @@
+// @ibexdb/db — a local-first, Git-like database with synchronous reads and
+// writes. See the README for the API tour.
+
+import { Database, type OpenOptions } from "./db.js";
+import { IbexError } from "./errors.js";
+import type { EngineChannel } from "./protocol.js";
+
+export type { Phase, RepoStatus, Status, OpenOptions } from "./db.js";
+export { IbexError, type ErrorCode } from "./errors.js";
+export { Item } from "./item.js";
+export type { HistoryEntry, LoadReport } from "./protocol.js";
+export { Query, type QueryOptions } from "./query.js";
+export {
+  defineSchema,
+  type FieldDef,
+  type FieldType,
+  type FieldTypes,
+  type FieldValue,
+  type Fields,
+  type FieldsOf,
+  type InitData,
+  type ItemData,
+  type Scalar,
+  type Schema,
+  type UpgradeStep,
+} from "./schema.js";
+
+/** Where the engine keeps data: OPFS (browsers), IndexedDB, memory, or a
+ * directory (Node). */
+export type StorageOption = "opfs" | "indexeddb" | "memory" | { dir: string };
+
+export interface IbexOpenOptions extends OpenOptions {
+  /** Default: `"memory"` in Node. */
+  storage?: StorageOption;
+}
+
+const isNode = typeof process !== "undefined" && !!process.versions?.node;
+
+async function createChannel(opts: IbexOpenOptions): Promise<EngineChannel> {
+  const storage = opts.storage ?? (isNode ? "memory" : "opfs");
+  if (isNode && (storage === "memory" || typeof storage === "object")) {
+    const node = await import("./node.js");
+    const provider = storage === "memory" ? new node.MemoryStorage() : new node.NodeDirStorage(storage.dir);
+    return node.inProcessChannel(await node.nodeEngineFactory(), provider);
+  }
+  throw new IbexError("ERR_WORKER", `Storage ${JSON.stringify(storage)} needs the browser worker engine, which this build does not include yet; use "memory" or { dir } in Node`);
+}
+
+export class IbexDB extends Database {
+  /** Starts the engine and loads `repos`; other repositories load on first use. */
+  static async open(opts: IbexOpenOptions): Promise<IbexDB> {
+    const db = new IbexDB(await createChannel(opts), opts);
+    await db.start();
+    await Promise.all((opts.repos ?? []).map((r) => db.open(r)));
+    return db;
+  }
+}

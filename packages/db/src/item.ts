@@ -1,0 +1,227 @@
+// An item as the main thread sees it: current values in memory, read and
+// written synchronously. Writes are validated, applied at once, and queued
+// for the engine; until the engine acknowledges them they are re-applied on
+// top of any value arriving from it (local intent wins until the merge).
+
+import type { Change, Scalar, Value } from "./codec.js";
+import type { Database } from "./db.js";
+import {
+  type FieldValue,
+  type Fields,
+  type ItemData,
+  type Schema,
+  fromWire,
+  isEmptyCollection,
+  sameValue,
+  sortedScalars,
+  toWire,
+  validateField,
+  validationError,
+} from "./schema.js";
+
+interface PendingWrite {
+  seq: number;
+  changes: Change[];
+}
+
+export class Item<F extends Fields = Fields> {
+  readonly path: string;
+  /** Increases on every change of value; a cheap snapshot for UI bindings. */
+  revision = 0;
+  private data = new Map<string, unknown>();
+  private deletedFlag = false;
+  private pending: PendingWrite[] = [];
+  private listeners = new Set<() => void>();
+  /** @internal set while changes wait for the next batch. */
+  queued: Change[] | null = null;
+
+  /** @internal */
+  constructor(
+    private readonly db: Database,
+    readonly repo: string,
+    readonly key: string,
+    private schemaRef: Schema<F>,
+  ) {
+    this.path = `${repo}/${key}`;
+  }
+
+  get schema(): Schema<F> {
+    return this.schemaRef;
+  }
+
+  /** Soft-deleted items keep their values and history. */
+  get isDeleted(): boolean {
+    return this.deletedFlag;
+  }
+
+  get<K extends keyof F & string>(field: K): FieldValue<F, K> {
+    return this.data.get(field) as FieldValue<F, K>;
+  }
+
+  has(field: keyof F & string): boolean {
+    return this.data.has(field);
+  }
+
+  /** Sets one field; `undefined` removes an optional field. Throws (and
+   * changes nothing) if the value does not fit the schema. */
+  set<K extends keyof F & string>(field: K, value: FieldValue<F, K> | undefined): void {
+    validateField(this.schemaRef, field, value);
+    this.commitChanges(this.changesFor(field, value));
+  }
+
+  /** Sets several fields at once; all are validated before any is applied. */
+  update(values: { [K in keyof F]?: FieldValue<F, K> }): void {
+    const entries = Object.entries(values) as [string, unknown][];
+    for (const [k, v] of entries) validateField(this.schemaRef, k, v);
+    this.commitChanges(entries.flatMap(([k, v]) => this.changesFor(k, v)));
+  }
+
+  /** Soft-deletes the item (its history stays; `restore()` undoes it). */
+  delete(): void {
+    if (!this.deletedFlag) this.commitChanges([{ op: "deleted", deleted: true }]);
+  }
+
+  restore(): void {
+    if (this.deletedFlag) this.commitChanges([{ op: "deleted", deleted: false }]);
+  }
+
+  /** Called after every change of this item's value. */
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** A plain snapshot of the fields. */
+  toObject(): ItemData<F> {
+    return Object.fromEntries(this.data) as ItemData<F>;
+  }
+
+  /** Commits the changes of who/when on the engine: see `db.history()`. */
+  history() {
+    return this.db.history(this.path);
+  }
+
+  private changesFor(field: string, value: unknown): Change[] {
+    const cur = this.data.get(field);
+    if (value === undefined || isEmptyCollection(value)) return cur === undefined ? [] : [{ op: "remove", field }];
+    if (sameValue(cur, value)) return [];
+    const type = this.schemaRef.fields[field]!.type;
+    // Collections change element by element, so concurrent additions made
+    // elsewhere survive when these changes are re-applied on a newer value.
+    if (type === "set" && cur instanceof Set) {
+      const next = value as Set<Scalar>;
+      const add = [...next].filter((x) => !cur.has(x));
+      const rem = [...cur].filter((x) => !next.has(x)) as Scalar[];
+      const out: Change[] = [];
+      if (add.length) out.push({ op: "setAdd", field, elems: sortedScalars(add) });
+      if (rem.length) out.push({ op: "setRemove", field, elems: sortedScalars(rem) });
+      return out;
+    }
+    if (type === "map" && cur instanceof Map) {
+      const next = value as Map<string, Scalar>;
+      const out: Change[] = [];
+      for (const [k, x] of next) if (cur.get(k) !== x) out.push({ op: "mapPut", field, key: k, value: x === 0 ? 0 : x });
+      for (const k of cur.keys()) if (!next.has(k)) out.push({ op: "mapRemove", field, key: k });
+      return out;
+    }
+    return [{ op: "put", field, value: toWire(type, value) }];
+  }
+
+  private commitChanges(changes: Change[]): void {
+    if (changes.length === 0) return;
+    this.db.assertOpen();
+    for (const c of changes) this.applyChange(c);
+    this.db.enqueue(this, changes);
+    this.changed();
+  }
+
+  private applyChange(c: Change): void {
+    switch (c.op) {
+      case "put":
+        this.data.set(c.field, fromWire(c.value));
+        break;
+      case "remove":
+        this.data.delete(c.field);
+        break;
+      case "setAdd":
+      case "setRemove": {
+        const s = new Set(this.data.get(c.field) as Set<Scalar> | undefined);
+        for (const e of c.elems) c.op === "setAdd" ? s.add(e) : s.delete(e);
+        s.size ? this.data.set(c.field, s) : this.data.delete(c.field);
+        break;
+      }
+      case "mapPut":
+      case "mapRemove": {
+        const m = new Map(this.data.get(c.field) as Map<string, Scalar> | undefined);
+        c.op === "mapPut" ? m.set(c.key, c.value) : m.delete(c.key);
+        m.size ? this.data.set(c.field, m) : this.data.delete(c.field);
+        break;
+      }
+      case "text":
+        // The SDK sends whole-string puts for text; splices only come
+        // from the engine's own deltas, which never reach the mirror.
+        break;
+      case "deleted":
+        this.deletedFlag = c.deleted;
+        break;
+    }
+  }
+
+  /** @internal the changes of this batch got sequence number `seq`. */
+  sent(seq: number, changes: Change[]): void {
+    this.pending.push({ seq, changes });
+  }
+
+  /** @internal the engine processed every batch up to `seq`. */
+  acknowledged(seq: number): void {
+    while (this.pending.length && this.pending[0]!.seq <= seq) this.pending.shift();
+  }
+
+  /** @internal a value from the engine (loaded, merged or remote). */
+  applyHead(schema: Schema<F>, deleted: boolean, fields: Map<string, Value>, notify: boolean): void {
+    this.schemaRef = schema;
+    const before = notify ? this.signature() : "";
+    this.data = new Map();
+    for (const [k, v] of fields) this.data.set(k, fromWire(v));
+    this.deletedFlag = deleted;
+    for (const p of this.pending) for (const c of p.changes) this.applyChange(c);
+    if (this.queued) for (const c of this.queued) this.applyChange(c);
+    if (!notify) {
+      this.revision++;
+    } else if (this.signature() !== before) {
+      this.changed();
+    }
+  }
+
+  private signature(): string {
+    const parts: string[] = [String(this.deletedFlag)];
+    for (const [k, v] of this.data) parts.push(k, v instanceof Date ? `d${v.getTime()}` : v instanceof Set ? `s${[...v].join("\u0000")}` : v instanceof Map ? `m${[...v].join("\u0000")}` : `${typeof v}${String(v)}`);
+    return parts.join("\u0001");
+  }
+
+  private changed(): void {
+    this.revision++;
+    this.db.itemChanged(this);
+    for (const l of [...this.listeners]) l();
+  }
+
+  /** @internal values for a new item (defaults filled in). */
+  initialize(values: Record<string, unknown>): Change[] {
+    const changes: Change[] = [];
+    for (const [field, def] of Object.entries(this.schemaRef.fields)) {
+      const v = field in values ? values[field] : def.default;
+      if (v !== undefined && !isEmptyCollection(v)) changes.push({ op: "put", field, value: toWire(def.type, v) });
+    }
+    for (const c of changes) this.applyChange(c);
+    return changes;
+  }
+
+  /** @internal */
+  static checkNew(schema: Schema, values: Record<string, unknown>): void {
+    for (const [k, v] of Object.entries(values)) validateField(schema, k, v);
+    for (const [k, def] of Object.entries(schema.fields)) {
+      const v = k in values ? values[k] : def.default;
+      if (def.required && (v === undefined || isEmptyCollection(v))) throw validationError(schema, k, "required field is missing");
+    }
+  }
+}

@@ -1,0 +1,134 @@
+// Running the engine in Node: in-process (same thread), with repositories
+// in files (`{ dir }`) or in memory. The WASM module is the same one the
+// browser worker loads; Node instantiates it synchronously from disk.
+
+import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync, writeSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { type EngineFactory, EngineServer, type LogBackend, type StorageProvider, type WasmEngine } from "./engine_server.js";
+import type { EngineChannel, FromEngine, ToEngine } from "./protocol.js";
+
+/** A log file, accessed synchronously; `flush` is fsync. */
+export class NodeFileBackend implements LogBackend {
+  private fd: number;
+  private length: number;
+
+  constructor(path: string) {
+    mkdirSync(dirname(path), { recursive: true });
+    this.fd = openSync(path, existsSync(path) ? "r+" : "w+");
+    this.length = fstatSync(this.fd).size;
+  }
+
+  size(): number {
+    return this.length;
+  }
+
+  read(offset: number, length: number): Uint8Array {
+    const buf = new Uint8Array(Math.max(0, Math.min(length, this.length - offset)));
+    let at = 0;
+    while (at < buf.length) {
+      const n = readSync(this.fd, buf, at, buf.length - at, offset + at);
+      if (n === 0) break;
+      at += n;
+    }
+    return buf.subarray(0, at);
+  }
+
+  append(bytes: Uint8Array): void {
+    let at = 0;
+    while (at < bytes.length) at += writeSync(this.fd, bytes, at, bytes.length - at, this.length + at);
+    this.length += bytes.length;
+  }
+
+  flush(): void {
+    fsyncSync(this.fd);
+  }
+
+  truncate(length: number): void {
+    ftruncateSync(this.fd, length);
+    fsyncSync(this.fd);
+    this.length = length;
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}
+
+/** `<dir>/<type>/<name>.log` per repository, `<dir>/session.seed`. */
+export class NodeDirStorage implements StorageProvider {
+  private files: NodeFileBackend[] = [];
+
+  constructor(private readonly dir: string) {}
+
+  async sessionSeed(fresh: () => Uint8Array): Promise<Uint8Array> {
+    const p = join(this.dir, "session.seed");
+    if (existsSync(p)) {
+      const b = new Uint8Array(readFileSync(p));
+      if (b.length === 32) return b;
+    }
+    mkdirSync(this.dir, { recursive: true });
+    const seed = fresh();
+    // The private key never leaves this directory; owner-only permissions.
+    writeFileSync(p, seed, { mode: 0o600 });
+    return seed;
+  }
+
+  async open(engine: WasmEngine, repo: string) {
+    const backend = new NodeFileBackend(join(this.dir, ...repo.split("/").filter(Boolean)) + ".log");
+    this.files.push(backend);
+    return engine.openBackend(repo, backend);
+  }
+
+  close(): void {
+    for (const f of this.files) f.close();
+    this.files = [];
+  }
+}
+
+/** Nothing persists; a new session each time. */
+export class MemoryStorage implements StorageProvider {
+  async sessionSeed(fresh: () => Uint8Array): Promise<Uint8Array> {
+    return fresh();
+  }
+
+  async open(engine: WasmEngine, repo: string) {
+    return engine.openMemory(repo);
+  }
+}
+
+let factory: EngineFactory | null = null;
+
+/** Loads the WASM module once per process. */
+export async function nodeEngineFactory(): Promise<EngineFactory> {
+  if (factory) return factory;
+  const here = dirname(fileURLToPath(import.meta.url));
+  const glue = join(here, "..", "wasm", "ibex_wasm.js");
+  const mod = (await import(glue)) as {
+    initSync(opts: { module: Uint8Array }): unknown;
+    Engine: { new (seed: Uint8Array, schemas: Uint8Array): WasmEngine; newSessionSeed(): Uint8Array };
+  };
+  mod.initSync({ module: new Uint8Array(readFileSync(join(here, "..", "wasm", "ibex_wasm_bg.wasm"))) });
+  factory = {
+    create: (seed, schemas) => new mod.Engine(seed, schemas),
+    newSessionSeed: () => mod.Engine.newSessionSeed(),
+  };
+  return factory;
+}
+
+/** An engine in this thread, answering asynchronously like a worker would. */
+export function inProcessChannel(f: EngineFactory, storage: StorageProvider): EngineChannel {
+  let handler: (msg: FromEngine) => void = () => {};
+  let closed = false;
+  const server = new EngineServer(f, storage, (msg) => queueMicrotask(() => !closed && handler(msg)));
+  return {
+    post: (msg: ToEngine) => queueMicrotask(() => server.handle(msg)),
+    onMessage: (h) => {
+      handler = h;
+    },
+    terminate: () => {
+      closed = true;
+    },
+  };
+}

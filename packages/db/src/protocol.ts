@@ -1,0 +1,44 @@
+// Messages between the SDK (main thread) and the engine (a worker in the
+// browser, in-process in Node). Payloads that scale with data are bytes
+// (see codec.ts); everything else is small structured-clone objects.
+
+export interface LoadReport {
+  commits: number;
+  items: number;
+  truncatedBytes: number;
+  pending: number;
+  corrupt: { offset: number; length: number; reason: string }[];
+  rejected: { offset: number; code: string; message: string }[];
+}
+
+export interface HistoryEntry {
+  id: string;
+  session: string;
+  timestamp: number;
+  parents: string[];
+  schema: string;
+  changed: string[];
+}
+
+export type ToEngine =
+  | { t: "init"; schemas: Uint8Array }
+  | { t: "open"; id: number; repo: string }
+  | { t: "mutate"; seq: number; batch: Uint8Array }
+  | { t: "flush"; id: number }
+  | { t: "history"; id: number; repo: string; key: string }
+  | { t: "close"; id: number };
+
+export type FromEngine =
+  | { t: "ready"; sessionId: string }
+  | { t: "opened"; id: number; repo: string; report: LoadReport; heads: Uint8Array }
+  | { t: "outcomes"; seq: number; bytes: Uint8Array }
+  | { t: "changed"; bytes: Uint8Array }
+  | { t: "done"; id: number; value?: unknown }
+  | { t: "error"; id?: number; code: string; message: string };
+
+/** A two-way channel to the engine. */
+export interface EngineChannel {
+  post(msg: ToEngine): void;
+  onMessage(handler: (msg: FromEngine) => void): void;
+  terminate(): void;
+}

@@ -1,0 +1,122 @@
+import { describe, expect, it } from "vitest";
+
+import { IbexError } from "../src/index.js";
+import { Task, openDb, settle, tempDir } from "./helpers.js";
+
+describe("items", () => {
+  it("creates, reads and writes synchronously", async () => {
+    const db = await openDb();
+    const item = db.create("/data/todos", Task, { text: "Milk" });
+    expect(item.get("text")).toBe("Milk");
+    expect(item.get("done")).toBe(false);
+    item.set("done", true);
+    item.update({ text: "Oat milk", tags: new Set(["shop"]) });
+    expect(item.get("done")).toBe(true);
+    expect(item.get("text")).toBe("Oat milk");
+    expect([...item.get("tags")!]).toEqual(["shop"]);
+    expect(db.item(item.path)).toBe(item);
+    item.delete();
+    expect(item.isDeleted).toBe(true);
+    await db.close();
+  });
+
+  it("rejects invalid writes synchronously and changes nothing", async () => {
+    const db = await openDb();
+    const item = db.create("/data/todos", Task, { text: "A" });
+    const bad = (fn: () => void, code: string, words: string) => {
+      let err: unknown;
+      try {
+        fn();
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(IbexError);
+      expect((err as IbexError).code).toBe(code);
+      expect((err as IbexError).message).toContain(words);
+    };
+    // @ts-expect-error wrong type on purpose
+    bad(() => item.set("done", "yes"), "ERR_VALIDATION", "expected boolean, got string");
+    // @ts-expect-error unknown field on purpose
+    bad(() => item.set("color", "red"), "ERR_VALIDATION", "unknown field");
+    bad(() => item.set("text", undefined), "ERR_VALIDATION", "required");
+    bad(() => item.set("prio", Number.NaN), "ERR_VALIDATION", "finite");
+    bad(() => item.set("parent", "not/a path"), "ERR_VALIDATION", "not an item path");
+    // @ts-expect-error missing required field on purpose
+    bad(() => db.create("/data/todos", Task, {}), "ERR_VALIDATION", "required field is missing");
+    bad(() => db.create("data/todos", Task, { text: "x" }), "ERR_PATH", "two segments");
+    bad(() => db.create("/data/todos", Task, { text: "x" }, { key: "a b" }), "ERR_PATH", "item key");
+    bad(() => item.update({ done: true, prio: Number.POSITIVE_INFINITY }), "ERR_VALIDATION", "finite");
+    expect(item.get("done")).toBe(false);
+    expect(item.revision).toBe(0);
+    await db.close();
+  });
+
+  it("persists across reopen and equals the state it closed with", async () => {
+    const dir = tempDir();
+    const db = await openDb({ storage: { dir } });
+    const a = db.create("/data/todos", Task, { text: "A", tags: new Set(["x", 2, true]), due: new Date(1_700_000_000_000), meta: new Map([["k", 1]]) });
+    a.set("notes", "hello");
+    const b = db.create("/data/todos", Task, { text: "B" }, { key: "b" });
+    b.delete();
+    await db.flush();
+    const snapshot = db.keys("/data/todos").sort().map((k) => [k, db.item(`/data/todos/${k}`)!.toObject(), db.item(`/data/todos/${k}`)!.isDeleted]);
+    await db.close();
+
+    const again = await openDb({ storage: { dir }, repos: ["/data/todos"] });
+    const reopened = again.keys("/data/todos").sort().map((k) => [k, again.item(`/data/todos/${k}`)!.toObject(), again.item(`/data/todos/${k}`)!.isDeleted]);
+    expect(reopened).toEqual(snapshot);
+    expect(again.item("/data/todos/b")!.isDeleted).toBe(true);
+    // Changes to one item within a tick are one commit: create+set, create+delete.
+    expect(again.status.repos["/data/todos"]!.report!.commits).toBe(2);
+    await again.close();
+  });
+
+  it("flush resolves only after the engine's storage flush", async () => {
+    const dir = tempDir();
+    const db = await openDb({ storage: { dir } });
+    db.create("/data/todos", Task, { text: "durable" }, { key: "d" });
+    await db.flush();
+    // A second engine reading the same directory sees the flushed write.
+    const other = await openDb({ storage: { dir }, repos: ["/data/todos"] });
+    expect(other.item("/data/todos/d")?.get("text")).toBe("durable");
+    await other.close();
+    await db.close();
+  });
+
+  it("history lists commits with authors and changed fields", async () => {
+    const db = await openDb();
+    const item = db.create("/data/todos", Task, { text: "A" });
+    await settle();
+    item.set("done", true);
+    await settle();
+    item.set("text", "B");
+    const h = await item.history();
+    expect(h.map((e) => e.changed)).toEqual([["done", "text"], ["done"], ["text"]]);
+    expect(new Set(h.map((e) => e.session)).size).toBe(1);
+    expect(h[0]!.session).toBe(db.status.sessionId);
+    await db.close();
+  });
+
+  it("reports status and progress while loading", async () => {
+    const dir = tempDir();
+    const db = await openDb({ storage: { dir } });
+    for (let i = 0; i < 5000; i++) db.create("/data/big", Task, { text: `t${i}` });
+    await db.flush();
+    await db.close();
+    const again = await openDb({ storage: { dir } });
+    const seen: number[] = [];
+    again.onStatus((s) => seen.push(s.loaded));
+    await again.open("/data/big");
+    expect(again.status.phase).toBe("ready");
+    expect(again.status.repos["/data/big"]).toMatchObject({ phase: "ready", loaded: 5000, total: 5000 });
+    expect(seen.some((n) => n > 0 && n < 5000)).toBe(true);
+    await again.close();
+  });
+
+  it("closed databases refuse writes with ERR_CLOSED", async () => {
+    const db = await openDb();
+    const item = db.create("/data/todos", Task, { text: "A" });
+    await db.close();
+    expect(() => item.set("done", true)).toThrow(/closed/);
+  });
+});
