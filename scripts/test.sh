@@ -25,7 +25,8 @@ pnpm -r --if-present run test 2>&1 | tee "$ts"
 count() { sed 's/\x1b\[[0-9;]*m//g' "$1" | awk -v pat="$2" -v word="$3" '$0 ~ pat { for (i = 2; i <= NF; i++) if ($i ~ "^" word) s += $(i - 1) } END { print s + 0 }'; }
 passed=$(count "$out" '^test result:' 'passed')
 failed=$(count "$out" '^test result:' 'failed')
-ts_passed=$(count "$ts" '^ *Tests +' 'passed')
-ts_failed=$(count "$ts" '^ *Tests +' 'failed')
+# vitest "Tests  12 passed (12)"; Playwright "  2 passed (4.5s)".
+ts_passed=$(( $(count "$ts" '^ *Tests +' 'passed') + $(count "$ts" '^ *[0-9]+ passed [(]' 'passed') ))
+ts_failed=$(( $(count "$ts" '^ *Tests +' 'failed') + $(count "$ts" '^ *[0-9]+ failed' 'failed') ))
 echo "rust: $passed passed, $failed failed; typescript: $ts_passed passed, $ts_failed failed"
 echo "summary: $((passed + ts_passed)) passed, $((failed + ts_failed)) failed"

@@ -31,6 +31,10 @@ export interface Status {
   pendingWrites: number;
   error?: IbexError;
   sessionId?: string;
+  /** Version reported by the WASM engine, once it runs. */
+  engine?: string;
+  /** Where data is kept: "opfs", "indexeddb", "files" or "memory". */
+  storage?: string;
 }
 
 export interface OpenOptions {
@@ -373,7 +377,7 @@ export class Database {
   private receive(m: FromEngine): void {
     switch (m.t) {
       case "ready":
-        this.updateStatus({ phase: "ready", sessionId: m.sessionId });
+        this.updateStatus({ phase: "ready", sessionId: m.sessionId, engine: m.engine, storage: m.storage });
         this.readyWaiter?.resolve();
         this.readyWaiter = null;
         break;

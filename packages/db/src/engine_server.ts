@@ -9,6 +9,7 @@ export interface WasmEngine {
   readonly sessionId: string;
   openBackend(repo: string, backend: LogBackend): LoadReport;
   openMemory(repo: string): LoadReport;
+  openOpfs?(repo: string, handle: FileSystemSyncAccessHandle): LoadReport;
   heads(repo: string): Uint8Array;
   mutate(batch: Uint8Array, now: number): Uint8Array;
   changed(): Uint8Array;
@@ -28,6 +29,8 @@ export interface LogBackend {
 
 /** Where an engine keeps its repositories and its session seed. */
 export interface StorageProvider {
+  /** `"opfs"`, `"indexeddb"`, `"files"` or `"memory"`, for `db.status`. */
+  readonly kind: string;
   /** The session's private seed, created (with `fresh`) and kept on first use. */
   sessionSeed(fresh: () => Uint8Array): Promise<Uint8Array>;
   /** Opens repository `repo` in `engine`, returning its load report. */
@@ -40,6 +43,21 @@ export interface StorageProvider {
 export interface EngineFactory {
   create(seed: Uint8Array, schemas: Uint8Array): WasmEngine;
   newSessionSeed(): Uint8Array;
+  /** The engine build's version, reported by the WASM module itself. */
+  version(): string;
+}
+
+/** Nothing persists; a new session each time. */
+export class MemoryStorage implements StorageProvider {
+  readonly kind = "memory";
+
+  async sessionSeed(fresh: () => Uint8Array): Promise<Uint8Array> {
+    return fresh();
+  }
+
+  async open(engine: WasmEngine, repo: string): Promise<LoadReport> {
+    return engine.openMemory(repo);
+  }
 }
 
 export class EngineServer {
@@ -68,7 +86,7 @@ export class EngineServer {
     if (msg.t === "init") {
       const seed = await this.storage.sessionSeed(() => this.factory.newSessionSeed());
       this.engine = this.factory.create(seed, msg.schemas);
-      this.send({ t: "ready", sessionId: this.engine.sessionId });
+      this.send({ t: "ready", sessionId: this.engine.sessionId, engine: this.factory.version(), storage: this.storage.kind });
       return;
     }
     const engine = this.engine;

@@ -43,7 +43,11 @@ async function createChannel(opts: IbexOpenOptions): Promise<EngineChannel> {
     const provider = storage === "memory" ? new node.MemoryStorage() : new node.NodeDirStorage(storage.dir);
     return node.inProcessChannel(await node.nodeEngineFactory(), provider);
   }
-  throw new IbexError("ERR_WORKER", `Storage ${JSON.stringify(storage)} needs the browser worker engine, which this build does not include yet; use "memory" or { dir } in Node`);
+  if (typeof storage === "object" || isNode) {
+    throw new IbexError("ERR_STORAGE", `Storage ${JSON.stringify(storage)} is not available here: browsers use "opfs", "indexeddb" or "memory"; Node uses { dir } or "memory"`);
+  }
+  const { workerChannel } = await import("./browser.js");
+  return workerChannel(opts.name, storage);
 }
 
 export class IbexDB extends Database {

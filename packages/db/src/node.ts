@@ -6,7 +6,9 @@ import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, 
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { type EngineFactory, EngineServer, type LogBackend, type StorageProvider, type WasmEngine } from "./engine_server.js";
+import { type EngineFactory, EngineServer, type LogBackend, MemoryStorage, type StorageProvider, type WasmEngine } from "./engine_server.js";
+
+export { MemoryStorage };
 import type { EngineChannel, FromEngine, ToEngine } from "./protocol.js";
 
 /** A log file, accessed synchronously; `flush` is fsync. */
@@ -58,6 +60,7 @@ export class NodeFileBackend implements LogBackend {
 
 /** `<dir>/<type>/<name>.log` per repository, `<dir>/session.seed`. */
 export class NodeDirStorage implements StorageProvider {
+  readonly kind = "files";
   private files: NodeFileBackend[] = [];
 
   constructor(private readonly dir: string) {}
@@ -87,17 +90,6 @@ export class NodeDirStorage implements StorageProvider {
   }
 }
 
-/** Nothing persists; a new session each time. */
-export class MemoryStorage implements StorageProvider {
-  async sessionSeed(fresh: () => Uint8Array): Promise<Uint8Array> {
-    return fresh();
-  }
-
-  async open(engine: WasmEngine, repo: string) {
-    return engine.openMemory(repo);
-  }
-}
-
 let factory: EngineFactory | null = null;
 
 /** Loads the WASM module once per process. */
@@ -108,11 +100,13 @@ export async function nodeEngineFactory(): Promise<EngineFactory> {
   const mod = (await import(glue)) as {
     initSync(opts: { module: Uint8Array }): unknown;
     Engine: { new (seed: Uint8Array, schemas: Uint8Array): WasmEngine; newSessionSeed(): Uint8Array };
+    version(): string;
   };
   mod.initSync({ module: new Uint8Array(readFileSync(join(here, "..", "wasm", "ibex_wasm_bg.wasm"))) });
   factory = {
     create: (seed, schemas) => new mod.Engine(seed, schemas),
     newSessionSeed: () => mod.Engine.newSessionSeed(),
+    version: () => mod.version(),
   };
   return factory;
 }

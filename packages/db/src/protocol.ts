@@ -29,7 +29,7 @@ export type ToEngine =
   | { t: "close"; id: number };
 
 export type FromEngine =
-  | { t: "ready"; sessionId: string }
+  | { t: "ready"; sessionId: string; engine: string; storage: string }
   | { t: "opened"; id: number; repo: string; report: LoadReport; heads: Uint8Array }
   | { t: "outcomes"; seq: number; bytes: Uint8Array }
   | { t: "changed"; bytes: Uint8Array }

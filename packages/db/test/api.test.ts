@@ -120,3 +120,34 @@ describe("items", () => {
     expect(() => item.set("done", true)).toThrow(/closed/);
   });
 });
+
+describe("damaged storage", () => {
+  it("reports a corrupted log through db.status and opens the rest", async () => {
+    const { readFileSync, writeFileSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const dir = tempDir();
+    const db = await openDb({ storage: { dir } });
+    for (let i = 0; i < 3; i++) {
+      db.create("/data/todos", Task, { text: `item number ${i}` }, { key: `k${i}` });
+      await db.flush();
+    }
+    await db.close();
+    const file = join(dir, "data", "todos.log");
+    const bytes = new Uint8Array(readFileSync(file));
+    // Flip a byte inside the second record's payload (one char per byte).
+    const at = new TextDecoder("latin1").decode(bytes).indexOf("item number 1");
+    bytes[at] = bytes[at]! ^ 0xff;
+    writeFileSync(file, bytes);
+
+    const again = await openDb({ storage: { dir } });
+    const errors: string[] = [];
+    again.onError((e) => errors.push(e.message));
+    await again.open("/data/todos");
+    const report = again.status.repos["/data/todos"]!.report!;
+    expect(report.corrupt).toHaveLength(1);
+    expect(report.corrupt[0]!.reason).toContain("checksum");
+    expect(again.keys("/data/todos").sort()).toEqual(["k0", "k2"]);
+    expect(errors.join()).toContain("damaged");
+    await again.close();
+  });
+});

@@ -1,0 +1,53 @@
+// The dedicated module worker that runs the WASM engine in browsers. The
+// SDK starts it (browser.ts) and sends a `boot` message first.
+
+import init, { Engine, version } from "../wasm/ibex_wasm.js";
+
+import { IdbProvider, OpfsProvider, opfsAvailable } from "./browser_storage.js";
+import { EngineServer, MemoryStorage, type StorageProvider, type WasmEngine } from "./engine_server.js";
+import type { FromEngine, ToEngine } from "./protocol.js";
+
+export interface BootMessage {
+  t: "boot";
+  name: string;
+  storage: "opfs" | "indexeddb" | "memory";
+}
+
+const scope = self as unknown as DedicatedWorkerGlobalScope;
+let server: EngineServer | null = null;
+const early: ToEngine[] = [];
+
+function transferables(m: FromEngine): Transferable[] {
+  if (m.t === "opened") return [m.heads.buffer as ArrayBuffer];
+  if (m.t === "outcomes" || m.t === "changed") return [m.bytes.buffer as ArrayBuffer];
+  return [];
+}
+
+function provider(boot: BootMessage): StorageProvider {
+  if (boot.storage === "memory") return new MemoryStorage();
+  if (boot.storage === "opfs" && opfsAvailable()) return new OpfsProvider(boot.name);
+  // Where OPFS sync access handles are missing: the same log in IndexedDB.
+  return new IdbProvider(boot.name);
+}
+
+scope.onmessage = async (e: MessageEvent<ToEngine | BootMessage>) => {
+  const msg = e.data;
+  if (msg.t === "boot") {
+    try {
+      await init();
+      const factory = {
+        create: (seed: Uint8Array, schemas: Uint8Array) => new Engine(seed, schemas) as unknown as WasmEngine,
+        newSessionSeed: () => Engine.newSessionSeed(),
+        version: () => version(),
+      };
+      const send = (m: FromEngine) => scope.postMessage(m, transferables(m));
+      server = new EngineServer(factory, provider(msg), send);
+      for (const m of early.splice(0)) server.handle(m);
+    } catch (err) {
+      scope.postMessage({ t: "error", code: "ERR_WORKER", message: `The engine failed to start: ${err instanceof Error ? err.message : String(err)}` });
+    }
+    return;
+  }
+  if (server) server.handle(msg);
+  else early.push(msg);
+};

@@ -1,0 +1,26 @@
+import { defineConfig } from "@playwright/test";
+
+const port = 4173;
+
+export default defineConfig({
+  testDir: "tests",
+  timeout: 60_000,
+  fullyParallel: false,
+  workers: 1,
+  reporter: [["list"]],
+  use: {
+    baseURL: `http://127.0.0.1:${port}`,
+    browserName: "chromium",
+    launchOptions: {
+      // Browsers cannot be downloaded here: Debian's Chromium (TOOLCHAIN.md).
+      executablePath: "/usr/bin/chromium",
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    },
+  },
+  webServer: {
+    command: `node server.mjs ${port}`,
+    url: `http://127.0.0.1:${port}/playwright/pages/sdk.html`,
+    reuseExistingServer: false,
+    timeout: 30_000,
+  },
+});
