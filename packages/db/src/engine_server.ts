@@ -60,8 +60,13 @@ export class MemoryStorage implements StorageProvider {
   }
 }
 
+/** Writes become durable on their own this long after the last batch, so
+ * an app that never calls `flush()` loses at most this window. */
+export const AUTO_FLUSH_MS = 100;
+
 export class EngineServer {
   private engine: WasmEngine | null = null;
+  private autoFlush: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     private readonly factory: EngineFactory,
@@ -77,6 +82,20 @@ export class EngineServer {
 
   /** Messages are handled one at a time, in order. */
   private queue: Promise<void> = Promise.resolve();
+
+  private scheduleFlush(): void {
+    if (this.autoFlush) return;
+    this.autoFlush = setTimeout(() => {
+      this.autoFlush = null;
+      // Queued behind any message being processed, like a flush request.
+      this.queue = this.queue
+        .then(async () => {
+          this.engine?.flush();
+          await this.storage.durable?.();
+        })
+        .catch((e) => this.fail(undefined, e));
+    }, AUTO_FLUSH_MS);
+  }
 
   handle(msg: ToEngine): void {
     this.queue = this.queue.then(() => this.process(msg)).catch((e) => this.fail(undefined, e));
@@ -106,6 +125,7 @@ export class EngineServer {
         this.send({ t: "outcomes", seq: msg.seq, bytes });
         const changed = engine.changed();
         if (changed.length > 1) this.send({ t: "changed", bytes: changed });
+        this.scheduleFlush();
         break;
       }
       case "flush":
@@ -126,6 +146,8 @@ export class EngineServer {
         break;
       case "close":
         try {
+          if (this.autoFlush) clearTimeout(this.autoFlush);
+          this.autoFlush = null;
           engine.flush();
           await this.storage.durable?.();
           this.storage.close?.();

@@ -55,6 +55,10 @@ export class IbexDB extends Database {
   static async open(opts: IbexOpenOptions): Promise<IbexDB> {
     const db = new IbexDB(await createChannel(opts), opts);
     await db.start();
+    if (!isNode && typeof addEventListener === "function") {
+      // Best effort when the page goes away (the engine also flushes on its own).
+      addEventListener("pagehide", () => void db.flush().catch(() => {}));
+    }
     await Promise.all((opts.repos ?? []).map((r) => db.open(r)));
     return db;
   }

@@ -151,3 +151,18 @@ describe("damaged storage", () => {
     await again.close();
   });
 });
+
+describe("durability without an explicit flush", () => {
+  it("the engine flushes on its own shortly after writes", async () => {
+    const { AUTO_FLUSH_MS } = await import("../src/engine_server.js");
+    const dir = tempDir();
+    const db = await openDb({ storage: { dir } });
+    db.create("/data/todos", Task, { text: "no flush called" }, { key: "auto" });
+    await new Promise((r) => setTimeout(r, AUTO_FLUSH_MS * 4));
+    // Another engine on the same files sees it: it reached storage.
+    const other = await openDb({ storage: { dir }, repos: ["/data/todos"] });
+    expect(other.item("/data/todos/auto")?.get("text")).toBe("no flush called");
+    await other.close();
+    await db.close();
+  });
+});
