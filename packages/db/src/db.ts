@@ -66,6 +66,10 @@ export class Database {
   private queries = new Set<Query>();
   private outbox = new Map<Item, true>();
   private outboxScheduled = false;
+  /** Settles once every batch taken from the outbox so far was posted (a
+   * batch for a repository that is still loading waits for it). */
+  private posted: Promise<void> = Promise.resolve();
+  private deferred = 0;
   private notifyQueue = new Set<Query>();
   private notifyScheduled = false;
   private seq = 0;
@@ -237,6 +241,23 @@ export class Database {
     return (await this.request({ t: "history", id: 0, repo, key })) as HistoryEntry[];
   }
 
+  /** The repository as a log image (Ibex's on-disk format): a backup, or a
+   * way to carry data to another replica with `import`. */
+  async export(repo: string): Promise<Uint8Array> {
+    await this.open(repo);
+    await this.flushOutbox();
+    return (await this.request({ t: "export", id: 0, repo })) as Uint8Array;
+  }
+
+  /** Merges a log image made by `export` (here or on another replica).
+   * Every commit is decoded strictly and its signature verified; bad ones
+   * are skipped and counted. Items change as if the commits had synced. */
+  async import(repo: string, image: Uint8Array): Promise<{ added: number; rejected: number }> {
+    await this.open(repo);
+    await this.flushOutbox();
+    return (await this.request({ t: "import", id: 0, repo, image })) as { added: number; rejected: number };
+  }
+
   /** Resolves once every write made so far is durable on this device. */
   async flush(): Promise<void> {
     this.assertOpen();
@@ -277,13 +298,13 @@ export class Database {
     }
   }
 
+  /** Posts queued writes; resolves once they and all earlier batches are
+   * posted, so any request sent afterwards reaches the engine after them. */
   private flushOutbox(): Promise<void> {
     this.outboxScheduled = false;
-    if (this.outbox.size === 0) return Promise.resolve();
+    if (this.outbox.size === 0) return this.posted;
     const items = [...this.outbox.keys()];
     this.outbox.clear();
-    // Writes wait for their repository: the engine applies them on top of
-    // what is stored.
     const repos = [...new Set(items.map((i) => i.repo))];
     const send = () => {
       const seq = ++this.seq;
@@ -297,11 +318,26 @@ export class Database {
       this.channel.post({ t: "mutate", seq, batch: writeMutations(ms) });
       this.updateStatus({});
     };
-    if (repos.every((r) => this.isLoaded(r))) {
+    if (this.deferred === 0 && repos.every((r) => this.isLoaded(r))) {
+      // The common case: post now, in order, with no added latency.
       send();
-      return Promise.resolve();
+      return this.posted;
     }
-    return Promise.all(repos.map((r) => this.open(r))).then(send, (e) => this.emitError(fromEngine(e)));
+    // The engine applies writes on top of what is stored, so a batch for a
+    // repository that is still loading waits for it — and every later batch
+    // and request waits behind it.
+    this.deferred++;
+    this.posted = Promise.all([this.posted, ...repos.map((r) => this.open(r))]).then(
+      () => {
+        this.deferred--;
+        send();
+      },
+      (e) => {
+        this.deferred--;
+        this.emitError(fromEngine(e));
+      },
+    );
+    return this.posted;
   }
 
   /** @internal an item's value changed: re-evaluate it in every live query. */

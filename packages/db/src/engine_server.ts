@@ -15,6 +15,8 @@ export interface WasmEngine {
   changed(): Uint8Array;
   flush(): void;
   history(repo: string, key: string): unknown[];
+  export(repo: string): Uint8Array;
+  import(repo: string, image: Uint8Array): { added: number; rejected: number };
   close(repo: string): void;
 }
 
@@ -140,6 +142,25 @@ export class EngineServer {
       case "history":
         try {
           this.send({ t: "done", id: msg.id, value: engine.history(msg.repo, msg.key) });
+        } catch (e) {
+          this.fail(msg.id, e);
+        }
+        break;
+      case "export":
+        try {
+          this.send({ t: "done", id: msg.id, value: engine.export(msg.repo) });
+        } catch (e) {
+          this.fail(msg.id, e);
+        }
+        break;
+      case "import":
+        try {
+          const value = engine.import(msg.repo, msg.image);
+          // Heads first, so the caller's promise resolves on an updated mirror.
+          const changed = engine.changed();
+          if (changed.length > 1) this.send({ t: "changed", bytes: changed });
+          this.send({ t: "done", id: msg.id, value });
+          this.scheduleFlush();
         } catch (e) {
           this.fail(msg.id, e);
         }

@@ -26,6 +26,8 @@ export type ToEngine =
   | { t: "mutate"; seq: number; batch: Uint8Array }
   | { t: "flush"; id: number }
   | { t: "history"; id: number; repo: string; key: string }
+  | { t: "export"; id: number; repo: string }
+  | { t: "import"; id: number; repo: string; image: Uint8Array }
   | { t: "close"; id: number };
 
 export type FromEngine =

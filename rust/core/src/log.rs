@@ -61,7 +61,8 @@ impl Scan {
     }
 }
 
-fn header() -> [u8; HEADER_LEN] {
+/// The 12-byte file header.
+pub fn header() -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..8].copy_from_slice(&MAGIC);
     h[8..].copy_from_slice(&FORMAT_VERSION.to_le_bytes());

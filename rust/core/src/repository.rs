@@ -216,6 +216,13 @@ impl Repository {
         self.nodes.get(id).map(|n| &n.commit)
     }
 
+    /// Every integrated commit, parents before children (by generation).
+    pub fn commits_in_order(&self) -> Vec<&StoredCommit> {
+        let mut v: Vec<&Node> = self.nodes.values().collect();
+        v.sort_by_key(|n| (n.generation, n.commit.id));
+        v.into_iter().map(|n| &n.commit).collect()
+    }
+
     /// Every integrated commit id, in no particular order.
     pub fn commit_ids(&self) -> impl Iterator<Item = &CommitId> {
         self.nodes.keys()

@@ -125,6 +125,20 @@ impl Engine {
         self.replica.flush().map_err(|e| to_js(&e))
     }
 
+    /// The repository as a log image (a backup `import` reads back).
+    pub fn export(&mut self, repo: &str) -> Result<Vec<u8>, JsValue> {
+        self.replica.export(repo).map_err(|e| to_js(&e))
+    }
+
+    /// Merges a log image; returns `{added, rejected}`.
+    pub fn import(&mut self, repo: &str, image: &[u8]) -> Result<JsValue, JsValue> {
+        let (added, rejected) = self.replica.import(repo, image).map_err(|e| to_js(&e))?;
+        let o = Object::new();
+        set(&o, "added", added as f64);
+        set(&o, "rejected", rejected as f64);
+        Ok(o.into())
+    }
+
     /// Inserts a commit from another replica (verified first).
     pub fn receive(&mut self, repo: &str, commit: &[u8]) -> Result<(), JsValue> {
         self.replica.receive(repo, commit).map_err(|e| to_js(&e))
