@@ -19,10 +19,11 @@ bash scripts/build.sh
 echo "== TypeScript workspace tests"
 ts=$(mktemp)
 trap 'rm -f "$out" "$ts"' EXIT
-pnpm -r --if-present run test 2>&1 | tee "$ts"
+# One package at a time (2 cores; Playwright and vitest compete otherwise).
+pnpm -r --workspace-concurrency=1 --if-present run test 2>&1 | tee "$ts"
 
 # Counts from the runners' own closing lines (awk never fails on no match).
-count() { sed 's/\x1b\[[0-9;]*m//g' "$1" | awk -v pat="$2" -v word="$3" '$0 ~ pat { for (i = 2; i <= NF; i++) if ($i ~ "^" word) s += $(i - 1) } END { print s + 0 }'; }
+count() { sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^[A-Za-z0-9@/_.-]* test: //' "$1" | awk -v pat="$2" -v word="$3" '$0 ~ pat { for (i = 2; i <= NF; i++) if ($i ~ "^" word) s += $(i - 1) } END { print s + 0 }'; }
 passed=$(count "$out" '^test result:' 'passed')
 failed=$(count "$out" '^test result:' 'failed')
 # vitest "Tests  12 passed (12)"; Playwright "  2 passed (4.5s)".

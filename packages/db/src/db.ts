@@ -64,6 +64,8 @@ export class Database {
   private repoStatus = new Map<string, RepoStatus>();
   private opening = new Map<string, Promise<void>>();
   private queries = new Set<Query>();
+  private pathWatchers = new Map<string, Set<() => void>>();
+  private shared = new Map<string, { query: Query<any>; users: number; timer: ReturnType<typeof setTimeout> | null }>();
   private outbox = new Map<Item, true>();
   private outboxScheduled = false;
   /** Settles once every batch taken from the outbox so far was posted (a
@@ -233,6 +235,64 @@ export class Database {
     return q;
   }
 
+  /** Calls `listener` whenever the item at `path` changes — including when
+   * it first appears (loaded, created here, or arriving from elsewhere). */
+  watchItem(path: string, listener: () => void): () => void {
+    let set = this.pathWatchers.get(path);
+    if (!set) {
+      set = new Set();
+      this.pathWatchers.set(path, set);
+    }
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.pathWatchers.delete(path);
+    };
+  }
+
+  /** A live query shared by everyone asking with the same `key` (e.g. the
+   * serialized options). Each `retain()` must be paired with its release;
+   * a query nobody retains closes after `gcMs`, so one created during a
+   * render that never commits does not leak. */
+  sharedQuery<F extends Fields>(key: string, opts: QueryOptions<F>, gcMs = 1_000): { query: Query<F>; retain(): () => void } {
+    let entry = this.shared.get(key);
+    if (!entry) {
+      const e = { query: this.query(opts) as Query<any>, users: 0, timer: null as ReturnType<typeof setTimeout> | null };
+      entry = e;
+      this.shared.set(key, e);
+    }
+    const e = entry;
+    const collect = () => {
+      if (e.timer) clearTimeout(e.timer);
+      e.timer = setTimeout(() => {
+        if (e.users === 0 && this.shared.get(key) === e) {
+          this.shared.delete(key);
+          e.query.close();
+        }
+      }, gcMs);
+    };
+    if (e.users === 0) collect();
+    return {
+      query: e.query as Query<F>,
+      retain: () => {
+        e.users++;
+        if (e.timer) clearTimeout(e.timer);
+        e.timer = null;
+        let released = false;
+        return () => {
+          if (released) return;
+          released = true;
+          if (--e.users === 0) collect();
+        };
+      },
+    };
+  }
+
+  /** Number of live queries (for tests and diagnostics). */
+  get liveQueries(): number {
+    return this.queries.size;
+  }
+
   /** Who changed what, when (from the signed commit graph). */
   async history(path: string): Promise<HistoryEntry[]> {
     const { repo, key } = splitItemPath(path);
@@ -343,6 +403,8 @@ export class Database {
   /** @internal an item's value changed: re-evaluate it in every live query. */
   itemChanged(item: Item): void {
     for (const q of this.queries) if (q.repo === item.repo && typeof q.options.source === "string") q.update(item);
+    const watchers = this.pathWatchers.get(item.path);
+    if (watchers) for (const w of [...watchers]) w();
   }
 
   /** @internal */

@@ -1,0 +1,173 @@
+// @ibexdb/react: a thin adapter. Each hook is a few lines of
+// useSyncExternalStore over an observer that lives in @ibexdb/db, with a
+// snapshot that changes only when that hook's own data changes — so an edit
+// re-renders only the components that show it.
+
+import { type Fields, IbexDB, type IbexOpenOptions, type Item, type Query, type QueryOptions, type Status } from "@ibexdb/db";
+import { type ReactNode, createContext, useCallback, useContext, useEffect, useMemo, useState, useSyncExternalStore } from "react";
+import { useSyncExternalStoreWithSelector } from "use-sync-external-store/with-selector";
+
+const DBContext = createContext<IbexDB | null>(null);
+
+/** Databases opened by `<IbexProvider options>`, one per name, so StrictMode's
+ * double mount (or two providers) never opens the same database twice. */
+const opened = new Map<string, Promise<IbexDB>>();
+
+function openOnce(options: IbexOpenOptions): Promise<IbexDB> {
+  let p = opened.get(options.name);
+  if (!p) {
+    p = IbexDB.open(options);
+    opened.set(options.name, p);
+    p.catch(() => opened.delete(options.name));
+  }
+  return p;
+}
+
+export type IbexProviderProps =
+  | { db: IbexDB; children?: ReactNode }
+  | { options: IbexOpenOptions; children?: ReactNode; fallback?: ReactNode; onError?: (e: unknown) => void };
+
+/** Makes a database available to the hooks: pass an open `db`, or `options`
+ * to open one (children render once it is open; `fallback` until then). */
+export function IbexProvider(props: IbexProviderProps) {
+  const given = "db" in props ? props.db : null;
+  const [db, setDb] = useState<IbexDB | null>(given);
+  const options = "options" in props ? props.options : null;
+  const onError = "onError" in props ? props.onError : undefined;
+  useEffect(() => {
+    if (given || !options) return;
+    let live = true;
+    openOnce(options).then((d) => live && setDb(d), (e) => (onError ? onError(e) : console.error(e)));
+    return () => {
+      live = false;
+    };
+    // The database is identified by its name; other option changes need a new name.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [given, options?.name]);
+  const current = given ?? db;
+  if (!current) return <>{"fallback" in props ? props.fallback : null}</>;
+  return <DBContext.Provider value={current}>{props.children}</DBContext.Provider>;
+}
+
+/** The database of the nearest `<IbexProvider>`. */
+export function useDB(): IbexDB {
+  const db = useContext(DBContext);
+  if (!db) throw new Error("useDB/useQuery/useItem must be used inside <IbexProvider>");
+  return db;
+}
+
+export interface DBReady {
+  state: "loading" | "ready" | "error";
+  /** Items loaded so far, of `total`, over the repositories being opened. */
+  progress: { loaded: number; total: number };
+  error?: Error;
+}
+
+function statusSubscriber(db: IbexDB) {
+  return (cb: () => void) => db.onStatus(cb);
+}
+
+/** Loading state and progress; re-renders only when they change. */
+export function useDBReady(): DBReady {
+  const db = useDB();
+  const subscribe = useMemo(() => statusSubscriber(db), [db]);
+  return useSyncExternalStoreWithSelector(
+    subscribe,
+    () => db.status,
+    () => db.status,
+    (s: Status): DBReady => ({
+      state: s.phase === "error" ? "error" : s.phase === "loading" || s.phase === "starting" ? "loading" : "ready",
+      progress: { loaded: s.loaded, total: s.total },
+      ...(s.error ? { error: s.error } : {}),
+    }),
+    (a, b) => a.state === b.state && a.progress.loaded === b.progress.loaded && a.progress.total === b.progress.total && a.error === b.error,
+  );
+}
+
+export interface SyncStatus {
+  /** Connected to a sync server (always false until a server is configured). */
+  online: boolean;
+  /** Writes this tab made that the engine has not stored yet. */
+  pendingWrites: number;
+  lastSync: Date | null;
+}
+
+/** Online state and pending writes; re-renders only when they change. */
+export function useSyncStatus(): SyncStatus {
+  const db = useDB();
+  const subscribe = useMemo(() => statusSubscriber(db), [db]);
+  return useSyncExternalStoreWithSelector(
+    subscribe,
+    () => db.status,
+    () => db.status,
+    (s: Status): SyncStatus => ({ online: false, pendingWrites: s.pendingWrites, lastSync: null }),
+    (a, b) => a.online === b.online && a.pendingWrites === b.pendingWrites && a.lastSync === b.lastSync,
+  );
+}
+
+/** Options are compared by value: functions by their source text, plus
+ * `deps` for the values they capture (as with useMemo). */
+function queryKey(opts: QueryOptions<any>, deps: readonly unknown[]): string {
+  const src = opts.source;
+  return JSON.stringify([
+    typeof src === "string" ? src : `query:${src.repo}:${keyOf(src)}`,
+    opts.schema?.id ?? null,
+    opts.where ? String(opts.where) : null,
+    typeof opts.sortBy === "function" ? String(opts.sortBy) : (opts.sortBy ?? null),
+    opts.descending ?? false,
+    opts.limit ?? null,
+    opts.includeDeleted ?? false,
+    deps,
+  ]);
+}
+
+const queryIds = new WeakMap<object, number>();
+let nextQueryId = 1;
+function keyOf(q: object): number {
+  let id = queryIds.get(q);
+  if (!id) queryIds.set(q, (id = nextQueryId++));
+  return id;
+}
+
+/** A live query's results. The array (and this component's render) changes
+ * only when membership or order changes; render rows with `useItem` so a
+ * row re-renders when its own item changes. */
+export function useQuery<F extends Fields>(opts: QueryOptions<F>, deps: readonly unknown[] = []): readonly Item<F>[] {
+  return useQueryObject(opts, deps).results;
+}
+
+/** Like `useQuery`, returning the `Query` (for `count`, `loading`, …). */
+export function useQueryObject<F extends Fields>(opts: QueryOptions<F>, deps: readonly unknown[] = []): Query<F> {
+  const db = useDB();
+  const key = queryKey(opts as QueryOptions<any>, deps);
+  // eslint-disable-next-line react-hooks/exhaustive-deps
+  const shared = useMemo(() => db.sharedQuery(key, opts), [db, key]);
+  const subscribe = useCallback(
+    (cb: () => void) => {
+      const release = shared.retain();
+      const off = shared.query.subscribe(cb);
+      return () => {
+        off();
+        release();
+      };
+    },
+    [shared],
+  );
+  useSyncExternalStore(subscribe, () => shared.query.results);
+  return shared.query;
+}
+
+/** The item at a path (or the given item), re-rendering when it changes;
+ * `undefined` while it does not exist or its repository is loading. */
+export function useItem<F extends Fields = Fields>(pathOrItem: string | Item<F> | undefined | null): Item<F> | undefined {
+  const db = useDB();
+  const path = typeof pathOrItem === "string" ? pathOrItem : (pathOrItem?.path ?? null);
+  const subscribe = useCallback((cb: () => void) => (path ? db.watchItem(path, cb) : () => {}), [db, path]);
+  const snapshot = () => {
+    if (!path) return -1;
+    const it = db.item(path);
+    return it ? it.revision : -1;
+  };
+  useSyncExternalStore(subscribe, snapshot, snapshot);
+  return path ? db.item<F>(path) : undefined;
+}

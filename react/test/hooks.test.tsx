@@ -1,0 +1,175 @@
+// Render counts prove that an edit re-renders only what shows it;
+// StrictMode and inline options must not open databases or create queries
+// twice, and unmounting releases everything.
+
+import { IbexDB, type Item, defineSchema } from "@ibexdb/db";
+import { StrictMode, memo, useState } from "react";
+import { act } from "react";
+import { type Root, createRoot } from "react-dom/client";
+import { afterEach, describe, expect, it, vi } from "vitest";
+
+import { IbexProvider, useDB, useDBReady, useItem, useQuery, useQueryObject } from "../src/index.js";
+
+(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
+
+const Todo = defineSchema({ ns: "todo", version: 1, fields: { text: { type: "string", required: true }, done: { type: "boolean", default: false } } });
+type T = Item<typeof Todo.fields>;
+
+let root: Root | null = null;
+let container: HTMLElement;
+
+async function render(ui: React.ReactNode) {
+  container = document.createElement("div");
+  document.body.appendChild(container);
+  root = createRoot(container);
+  await act(async () => root!.render(ui));
+}
+
+afterEach(async () => {
+  await act(async () => root?.unmount());
+  root = null;
+  container?.remove();
+});
+
+const wait = (ms: number) => act(() => new Promise((r) => setTimeout(r, ms)));
+
+describe("render counts", () => {
+  it("toggling one of 200 todos re-renders only its row and the counter", async () => {
+    const db = await IbexDB.open({ name: "rc", schemas: [Todo], storage: "memory", repos: ["/data/todos"] });
+    for (let i = 0; i < 200; i++) db.create("/data/todos", Todo, { text: `todo ${String(i).padStart(3, "0")}` }, { key: `t${i}` });
+    const renders = { list: 0, counter: 0, rows: new Map<string, number>() };
+
+    const Row = memo(function Row({ path }: { path: string }) {
+      const item = useItem<typeof Todo.fields>(path);
+      renders.rows.set(path, (renders.rows.get(path) ?? 0) + 1);
+      return <li data-done={String(item?.get("done"))}>{item?.get("text")}</li>;
+    });
+    function List() {
+      const todos = useQuery({ source: "/data/todos", schema: Todo, sortBy: "text" });
+      renders.list++;
+      return <ul>{todos.map((t) => <Row key={t.path} path={t.path} />)}</ul>;
+    }
+    function Counter() {
+      const open = useQuery({ source: "/data/todos", schema: Todo, where: (t: T) => !t.get("done") });
+      renders.counter++;
+      return <span id="count">{open.length} items left</span>;
+    }
+    await render(
+      <IbexProvider db={db}>
+        <Counter />
+        <List />
+      </IbexProvider>,
+    );
+    expect(container.querySelectorAll("li")).toHaveLength(200);
+    expect(container.querySelector("#count")!.textContent).toBe("200 items left");
+    const before = { list: renders.list, counter: renders.counter, rows: new Map(renders.rows) };
+
+    await act(async () => db.item<typeof Todo.fields>("/data/todos/t7")!.set("done", true));
+    expect(container.querySelector("#count")!.textContent).toBe("199 items left");
+    expect(container.querySelectorAll("li")[7]!.getAttribute("data-done")).toBe("true");
+    expect(renders.list - before.list).toBe(0);
+    expect(renders.counter - before.counter).toBe(1);
+    const rerendered = [...renders.rows].filter(([p, n]) => n !== before.rows.get(p)).map(([p]) => p);
+    expect(rerendered).toEqual(["/data/todos/t7"]);
+    await db.close();
+  });
+});
+
+describe("lifecycle", () => {
+  it("StrictMode opens the database once and queries are shared, not re-created", async () => {
+    const open = vi.spyOn(IbexDB, "open");
+    const seen = new Set<IbexDB>();
+    let db: IbexDB | null = null;
+    function Probe() {
+      const d = useDB();
+      db = d;
+      seen.add(d);
+      const [n, setN] = useState(0);
+      // Inline options, a new object on every render.
+      const q = useQueryObject({ source: "/data/s", schema: Todo, where: (t: T) => !t.get("done"), sortBy: "text" });
+      return (
+        <button id="b" onClick={() => setN(n + 1)}>
+          {n}:{q.count}
+        </button>
+      );
+    }
+    await render(
+      <StrictMode>
+        <IbexProvider options={{ name: "strict", schemas: [Todo], storage: "memory" }} fallback={<p id="fb">loading</p>}>
+          <Probe />
+        </IbexProvider>
+      </StrictMode>,
+    );
+    await wait(50);
+    expect(open).toHaveBeenCalledTimes(1);
+    expect(seen.size).toBe(1);
+    for (let i = 0; i < 5; i++) await act(async () => (container.querySelector("#b") as HTMLButtonElement).click());
+    expect(container.querySelector("#b")!.textContent).toBe("5:0");
+    expect(db!.liveQueries).toBe(1);
+    await act(async () => db!.create("/data/s", Todo, { text: "x" }));
+    expect(container.querySelector("#b")!.textContent).toBe("5:1");
+    // Unmounting releases the query (after its short grace period).
+    await act(async () => root!.unmount());
+    root = null;
+    await wait(1_200);
+    expect(db!.liveQueries).toBe(0);
+    open.mockRestore();
+  });
+
+  it("useDBReady reports loading with progress, then ready", async () => {
+    const dir = (await import("node:fs")).mkdtempSync((await import("node:path")).join((await import("node:os")).tmpdir(), "ibex-react-"));
+    const setup = await IbexDB.open({ name: "ready", schemas: [Todo], storage: { dir } });
+    for (let i = 0; i < 3000; i++) setup.create("/data/big", Todo, { text: `t${i}` });
+    await setup.close();
+
+    const db = await IbexDB.open({ name: "ready2", schemas: [Todo], storage: { dir } });
+    const states: string[] = [];
+    function Status() {
+      const r = useDBReady();
+      states.push(`${r.state}:${r.progress.loaded}/${r.progress.total}`);
+      const items = useQuery({ source: "/data/big" });
+      return <p id="s">{r.state === "ready" ? `${items.length} loaded` : `loading ${r.progress.loaded}/${r.progress.total}`}</p>;
+    }
+    await render(
+      <IbexProvider db={db}>
+        <Status />
+      </IbexProvider>,
+    );
+    await act(async () => db.open("/data/big"));
+    await wait(10);
+    expect(container.querySelector("#s")!.textContent).toBe("3000 loaded");
+    // Progress was visible part-way (heads are applied in slices), then ready.
+    expect(states.some((s) => /^loading:[1-9][0-9]*\/3000$/.test(s)), states.join(" ")).toBe(true);
+    expect(states.at(-1)).toBe("ready:3000/3000");
+    await db.close();
+  });
+
+  it("useItem is undefined until the item exists, then follows it", async () => {
+    const db = await IbexDB.open({ name: "later", schemas: [Todo], storage: "memory" });
+    function Show() {
+      const it = useItem<typeof Todo.fields>("/data/l/k");
+      return <p id="v">{it ? it.get("text") : "missing"}</p>;
+    }
+    await render(
+      <IbexProvider db={db}>
+        <Show />
+      </IbexProvider>,
+    );
+    expect(container.querySelector("#v")!.textContent).toBe("missing");
+    await act(async () => db.create("/data/l", Todo, { text: "here" }, { key: "k" }));
+    expect(container.querySelector("#v")!.textContent).toBe("here");
+    await act(async () => db.item<typeof Todo.fields>("/data/l/k")!.set("text", "changed"));
+    expect(container.querySelector("#v")!.textContent).toBe("changed");
+    await db.close();
+  });
+
+  it("hooks outside a provider fail with a clear message", async () => {
+    function Bad() {
+      useDB();
+      return null;
+    }
+    const err = vi.spyOn(console, "error").mockImplementation(() => {});
+    await expect(render(<Bad />)).rejects.toThrow(/inside <IbexProvider>/);
+    err.mockRestore();
+  });
+});
