@@ -1,6 +1,7 @@
 import { defineConfig } from "@playwright/test";
 
 const port = 4173;
+const demoPort = 4174;
 
 export default defineConfig({
   testDir: "tests",
@@ -17,10 +18,19 @@ export default defineConfig({
       args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
     },
   },
-  webServer: {
-    command: `node server.mjs ${port}`,
-    url: `http://127.0.0.1:${port}/playwright/pages/sdk.html`,
-    reuseExistingServer: false,
-    timeout: 30_000,
-  },
+  webServer: [
+    {
+      // The repository root: the SDK test page imports the built package.
+      command: `node ../scripts/serve.mjs .. ${port}`,
+      url: `http://127.0.0.1:${port}/playwright/pages/sdk.html`,
+      reuseExistingServer: false,
+      timeout: 30_000,
+    },
+    {
+      command: `node ../scripts/serve.mjs ../demo/dist ${demoPort} 127.0.0.1 --spa`,
+      url: `http://127.0.0.1:${demoPort}/`,
+      reuseExistingServer: false,
+      timeout: 30_000,
+    },
+  ],
 });

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the WASM module: cargo (release profile tuned for size) →
-# wasm-bindgen (--target web) → wasm-opt -Oz from the npm binaryen package
-# (never Debian's, see TOOLCHAIN.md). Prints raw and gzip sizes.
+# Builds everything: the WASM module — cargo (release profile tuned for
+# size) → wasm-bindgen (--target web) → wasm-opt -Oz from the npm binaryen
+# package (never Debian's, see TOOLCHAIN.md), printing raw and gzip sizes —
+# then the TypeScript packages and the demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=packages/db/wasm
@@ -13,3 +14,7 @@ wasm-bindgen --target web --out-dir "$out" --out-name ibex_wasm target/wasm32-un
 raw=$(wc -c < "$out/ibex_wasm_bg.wasm")
 gz=$(gzip -9 -c "$out/ibex_wasm_bg.wasm" | wc -c)
 echo "[build] ibex_wasm_bg.wasm: $raw bytes raw, $gz bytes gzip"
+
+pnpm --filter @ibexdb/db run build
+pnpm --filter @ibexdb/react run build
+pnpm --filter @ibexdb/demo run build

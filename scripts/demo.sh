@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# Builds everything that exists. The todo app and its server arrive with the
-# React/demo and sync-server issues; until then the demo is the build.
+# Builds everything and serves the todo demo on http://localhost:8080.
+# (The sync-server issue replaces this static server with ibex-server.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p ibex-server
 bash scripts/build.sh
-./target/release/ibex-server
-echo "[demo] the engine and WASM module are built; the todo app is not implemented yet."
+echo "[demo] open http://localhost:8080"
+exec node scripts/serve.mjs demo/dist "${PORT:-8080}" localhost --spa

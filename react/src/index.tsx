@@ -136,8 +136,8 @@ export function useQuery<F extends Fields>(opts: QueryOptions<F>, deps: readonly
   return useQueryObject(opts, deps).results;
 }
 
-/** Like `useQuery`, returning the `Query` (for `count`, `loading`, …). */
-export function useQueryObject<F extends Fields>(opts: QueryOptions<F>, deps: readonly unknown[] = []): Query<F> {
+/** The shared query for these options, and a subscribe that retains it. */
+function useSharedQuery<F extends Fields>(opts: QueryOptions<F>, deps: readonly unknown[]) {
   const db = useDB();
   const key = queryKey(opts as QueryOptions<any>, deps);
   // eslint-disable-next-line react-hooks/exhaustive-deps
@@ -153,8 +153,26 @@ export function useQueryObject<F extends Fields>(opts: QueryOptions<F>, deps: re
     },
     [shared],
   );
-  useSyncExternalStore(subscribe, () => shared.query.results);
-  return shared.query;
+  return { query: shared.query, subscribe };
+}
+
+/** Like `useQuery`, returning the `Query` (for `count`, `loading`, …). */
+export function useQueryObject<F extends Fields>(opts: QueryOptions<F>, deps: readonly unknown[] = []): Query<F> {
+  const { query, subscribe } = useSharedQuery(opts, deps);
+  useSyncExternalStore(subscribe, () => query.results);
+  return query;
+}
+
+/** A value derived from a live query (`q => q.count`, `q => q.count > 0`);
+ * re-renders only when that value changes (`Object.is`). */
+export function useQuerySelect<F extends Fields, R>(opts: QueryOptions<F>, select: (q: Query<F>) => R, deps: readonly unknown[] = []): R {
+  const { query, subscribe } = useSharedQuery(opts, deps);
+  return useSyncExternalStoreWithSelector(subscribe, () => query.results, () => query.results, () => select(query));
+}
+
+/** The number of items a query matches; re-renders only when it changes. */
+export function useQueryCount<F extends Fields>(opts: QueryOptions<F>, deps: readonly unknown[] = []): number {
+  return useQuerySelect(opts, (q) => q.count, deps);
 }
 
 /** The item at a path (or the given item), re-rendering when it changes;

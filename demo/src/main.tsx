@@ -1,0 +1,17 @@
+import "todomvc-app-css/index.css";
+import "./extra.css";
+
+import { IbexProvider } from "@ibexdb/react";
+import { StrictMode } from "react";
+import { createRoot } from "react-dom/client";
+
+import { App } from "./App";
+import { TODOS, Todo } from "./schema";
+
+createRoot(document.getElementById("root")!).render(
+  <StrictMode>
+    <IbexProvider options={{ name: "todo", schemas: [Todo], repos: [TODOS] }} fallback={<p className="loading">Starting the database…</p>}>
+      <App />
+    </IbexProvider>
+  </StrictMode>,
+);
