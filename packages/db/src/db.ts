@@ -61,6 +61,9 @@ export class Database {
   private schemas = new Map<string, Schema>();
   private latest = new Map<string, Schema>();
   private items = new Map<string, Map<string, Item>>();
+  /** Every item by full path: `item(path)` without parsing the path again. */
+  private byPath = new Map<string, Item>();
+  private keysCache = new Map<string, string[]>();
   private repoStatus = new Map<string, RepoStatus>();
   private opening = new Map<string, Promise<void>>();
   private queries = new Set<Query>();
@@ -203,7 +206,7 @@ export class Database {
     const item = (existing as unknown as Item<F> | undefined) ?? new Item<F>(this, repo, key, schema);
     if (existing) existing.restore();
     const changes = item.initialize(values as Record<string, unknown>);
-    this.repoItems(repo).set(key, item as unknown as Item);
+    this.addItem(item as unknown as Item);
     this.enqueue(item as unknown as Item, changes);
     this.itemChanged(item as unknown as Item);
     return item;
@@ -212,14 +215,33 @@ export class Database {
   /** The item at `path`, or undefined if it does not exist (or its
    * repository has not loaded yet: see `open`). Synchronous. */
   item<F extends Fields = Fields>(path: string): Item<F> | undefined {
+    const hit = this.byPath.get(path);
+    if (hit) return hit as unknown as Item<F>;
     const { repo, key } = splitItemPath(path);
     if (!this.opening.has(repo) && !this.closed) void this.open(repo);
     return this.items.get(repo)?.get(key) as Item<F> | undefined;
   }
 
+  /** Number of items in a loaded repository (including soft-deleted ones), O(1). */
+  count(repo: string): number {
+    return this.items.get(repo)?.size ?? 0;
+  }
+
   /** Every item of a loaded repository (including soft-deleted ones). */
   keys(repo: string): string[] {
-    return [...(this.items.get(repo)?.keys() ?? [])];
+    let k = this.keysCache.get(repo);
+    if (!k) {
+      k = [...(this.items.get(repo)?.keys() ?? [])];
+      this.keysCache.set(repo, k);
+    }
+    // A copy: callers may sort or change it.
+    return k.slice();
+  }
+
+  private addItem(item: Item): void {
+    this.repoItems(item.repo).set(item.key, item);
+    this.byPath.set(item.path, item);
+    this.keysCache.delete(item.repo);
   }
 
   /** A live query (see `QueryOptions`). Starts loading its repository. */
@@ -443,7 +465,7 @@ export class Database {
     const schema = this.schemaFor(h.ns, h.version);
     if (!item) {
       item = new Item(this, h.repo, h.key, schema);
-      items.set(h.key, item);
+      this.addItem(item);
     }
     item.applyHead(schema, h.deleted, h.fields, notify);
     this.itemChanged(item);
