@@ -63,19 +63,17 @@ export interface DBReady {
   error?: Error;
 }
 
-function statusSubscriber(db: IbexDB) {
-  return (cb: () => void) => db.onStatus(cb);
+/** A value selected from `db.status`; re-renders only when `equal` says it changed. */
+function useStatusSelect<R>(select: (s: Status) => R, equal: (a: R, b: R) => boolean): R {
+  const db = useDB();
+  const subscribe = useMemo(() => (cb: () => void) => db.onStatus(cb), [db]);
+  return useSyncExternalStoreWithSelector(subscribe, () => db.status, () => db.status, select, equal);
 }
 
 /** Loading state and progress; re-renders only when they change. */
 export function useDBReady(): DBReady {
-  const db = useDB();
-  const subscribe = useMemo(() => statusSubscriber(db), [db]);
-  return useSyncExternalStoreWithSelector(
-    subscribe,
-    () => db.status,
-    () => db.status,
-    (s: Status): DBReady => ({
+  return useStatusSelect(
+    (s): DBReady => ({
       state: s.phase === "error" ? "error" : s.phase === "loading" || s.phase === "starting" ? "loading" : "ready",
       progress: { loaded: s.loaded, total: s.total },
       ...(s.error ? { error: s.error } : {}),
@@ -94,13 +92,8 @@ export interface SyncStatus {
 
 /** Online state and pending writes; re-renders only when they change. */
 export function useSyncStatus(): SyncStatus {
-  const db = useDB();
-  const subscribe = useMemo(() => statusSubscriber(db), [db]);
-  return useSyncExternalStoreWithSelector(
-    subscribe,
-    () => db.status,
-    () => db.status,
-    (s: Status): SyncStatus => ({ online: false, pendingWrites: s.pendingWrites, lastSync: null }),
+  return useStatusSelect(
+    (s): SyncStatus => ({ online: false, pendingWrites: s.pendingWrites, lastSync: null }),
     (a, b) => a.online === b.online && a.pendingWrites === b.pendingWrites && a.lastSync === b.lastSync,
   );
 }
