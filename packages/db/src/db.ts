@@ -486,8 +486,8 @@ export class Database {
         await new Promise((r) => setTimeout(r, 0));
       }
     }
+    // Live queries already saw every item as it was applied (itemChanged).
     this.repoStatus.set(repo, { phase: "ready", loaded: total, total, report });
-    for (const q of this.queries) if (q.repo === repo) q.rebuild(this.items.get(repo)?.values() ?? []);
     this.updateStatus({});
     if (report.corrupt.length || report.rejected.length) {
       this.emitError(new IbexError("ERR_LOG_HEADER", `Repository ${repo}: ${report.corrupt.length} damaged record(s) skipped, ${report.rejected.length} rejected; the rest opened`));
