@@ -10,8 +10,10 @@
 //! Module map, bottom up: [`codec`] (binary primitives) → [`value`],
 //! [`schema`], [`path`] → [`text`], [`change`], [`merge`] → [`signing`],
 //! [`commit`] → [`graph`] (one item's DAG) → [`repository`] (all items of a
-//! repository, local writes, history) → [`log`] + [`storage`] (persistence).
+//! repository, local writes, history) → [`log`] + [`storage`] (persistence);
+//! [`bloom`] + [`sync`] reconcile a repository between two peers.
 
+pub mod bloom;
 pub mod change;
 pub mod codec;
 pub mod commit;
@@ -25,6 +27,7 @@ pub mod schema;
 pub mod signing;
 pub mod storage;
 pub mod stored;
+pub mod sync;
 pub mod text;
 pub mod value;
 
@@ -32,7 +35,7 @@ pub use change::Change;
 pub use commit::{Body, Commit, CommitId, SignedCommit};
 pub use error::{Error, Result};
 pub use path::{ItemPath, RepoPath};
-pub use repository::{Head, HistoryEntry, Inserted, LoadReport, Repository};
+pub use repository::{Head, HistoryEntry, Inserted, LoadReport, Repository, SetDigest};
 pub use schema::{FieldDef, FieldType, Registry, Schema, SchemaId, UpgradeStep};
 pub use signing::{SessionId, SessionKey};
 pub use storage::{FileStorage, MemStorage, Storage};

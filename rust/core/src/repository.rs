@@ -118,6 +118,27 @@ pub struct Repository {
     /// Keys whose head changed; not tracked while loading a log.
     changed: HashSet<Arc<str>>,
     track_changes: bool,
+    digest: SetDigest,
+}
+
+/// An order-independent summary of a set of commit ids — how many, and the
+/// XOR of all ids — kept up to date as commits are integrated, so two
+/// replicas can tell in O(1) whether they hold the same commits. (XOR is not
+/// collision-resistant against someone who crafts ids on purpose; a false
+/// "in sync" only delays sync until the next change.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SetDigest {
+    pub count: u64,
+    pub xor: [u8; 32],
+}
+
+impl SetDigest {
+    pub fn add(&mut self, id: &CommitId) {
+        self.count += 1;
+        for (x, b) in self.xor.iter_mut().zip(id.0) {
+            *x ^= b;
+        }
+    }
 }
 
 impl std::fmt::Debug for Repository {
@@ -139,6 +160,7 @@ impl Repository {
             log: None,
             changed: HashSet::new(),
             track_changes: true,
+            digest: SetDigest::default(),
         }
     }
 
@@ -214,6 +236,16 @@ impl Repository {
     /// An integrated commit.
     pub fn commit(&self, id: &CommitId) -> Option<&StoredCommit> {
         self.nodes.get(id).map(|n| &n.commit)
+    }
+
+    /// Count and XOR of the integrated commits' ids.
+    pub fn digest(&self) -> SetDigest {
+        self.digest
+    }
+
+    /// Ids of commits waiting for unknown parents.
+    pub fn pending_ids(&self) -> impl Iterator<Item = &CommitId> {
+        self.pending.commits.keys()
     }
 
     /// Every integrated commit, parents before children (by generation).
@@ -346,6 +378,7 @@ impl Repository {
         let (ts, schema) = (c.timestamp, c.schema.clone());
         let parents: Vec<CommitId> = c.parents().collect();
         self.nodes.insert(id, Node { commit: c, generation: generation + 1, depth });
+        self.digest.add(&id);
         let nodes = &self.nodes;
         let item = self.items.entry(key.clone()).or_default();
         item.leaves.retain(|l| !parents.contains(l));
