@@ -1,0 +1,243 @@
+//! ibex-server on 127.0.0.1 with in-process clients that speak the sync
+//! protocol over real WebSockets.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use ibex_core::sync::{Message, Reconciler};
+use ibex_core::*;
+use ibex_server::{Config, Running, start};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as Ws;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+fn repo_path() -> RepoPath {
+    RepoPath::parse("/data/todos").unwrap()
+}
+
+fn registry() -> Arc<Registry> {
+    let mut r = Registry::new();
+    r.register(Schema::new("todo", 1).field("title", FieldDef::new(FieldType::String)).field("done", FieldDef::new(FieldType::Boolean))).unwrap();
+    Arc::new(r)
+}
+
+fn todo() -> SchemaId {
+    SchemaId::new("todo", 1)
+}
+
+async fn server(data: &Path) -> Running {
+    start(Config { addr: "127.0.0.1:0".parse().unwrap(), data: data.to_owned(), static_dir: None }).await.unwrap()
+}
+
+struct Client {
+    repo: Repository,
+    key: SessionKey,
+    rec: Reconciler,
+    ws: Option<Socket>,
+    clock: i64,
+}
+
+impl Client {
+    fn new(n: u8) -> Client {
+        Client { repo: Repository::new(repo_path(), registry()), key: SessionKey::from_seed([n; 32]), rec: Reconciler::new(repo_path(), n.into()), ws: None, clock: 1000 + i64::from(n) }
+    }
+
+    async fn connect(&mut self, addr: SocketAddr) {
+        let (ws, _) = connect_async(format!("ws://{addr}/sync")).await.unwrap();
+        self.ws = Some(ws);
+    }
+
+    fn write(&mut self, key: &str, field: &str, v: Value) -> CommitId {
+        self.clock += 10;
+        self.repo.update(key, &todo(), &[Change::Put { field: field.into(), value: v }], &self.key, self.clock).unwrap().unwrap()
+    }
+
+    async fn send(&mut self, m: &Message) {
+        self.ws.as_mut().unwrap().send(Ws::Binary(m.encode().into())).await.unwrap();
+    }
+
+    /// Handles one incoming frame (or returns false on timeout).
+    async fn receive_one(&mut self, wait: Duration) -> bool {
+        let ws = self.ws.as_mut().unwrap();
+        let Ok(Some(Ok(Ws::Binary(b)))) = tokio::time::timeout(wait, ws.next()).await else { return false };
+        let h = self.rec.handle(&mut self.repo, Message::decode(&b).unwrap(), &|c| c.verify()).unwrap();
+        assert!(h.rejected.is_empty(), "{:?}", h.rejected);
+        for r in h.replies {
+            self.send(&r).await;
+        }
+        true
+    }
+
+    /// Reconciles with the server until both sides agree.
+    async fn sync(&mut self) {
+        let start = self.rec.start(&self.repo);
+        self.send(&start).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.rec.is_synced() {
+            assert!(Instant::now() < deadline, "sync did not finish");
+            self.receive_one(Duration::from_secs(5)).await;
+        }
+    }
+
+    /// Pushes commits made since connecting (live mode).
+    async fn push(&mut self, ids: &[CommitId]) {
+        let frames = Message::commits(&repo_path(), ids.iter().map(|id| self.repo.commit(id).unwrap()));
+        for f in frames {
+            self.send(&f).await;
+        }
+    }
+
+    fn state(&mut self) -> Vec<(String, ItemData)> {
+        let mut keys: Vec<String> = self.repo.keys().map(str::to_owned).collect();
+        keys.sort();
+        keys.into_iter().map(|k| (k.clone(), (*self.repo.head(&k).unwrap().data).clone())).collect()
+    }
+}
+
+#[tokio::test]
+async fn concurrent_edits_on_two_clients_converge_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(dir.path()).await;
+    let (mut a, mut b) = (Client::new(1), Client::new(2));
+    a.connect(srv.addr).await;
+    b.connect(srv.addr).await;
+    a.write("milk", "title", Value::Str("Milk".into()));
+    a.sync().await;
+    b.sync().await;
+    // Concurrent edits: different fields of the same todo, and new todos.
+    a.write("milk", "title", Value::Str("Oat milk".into()));
+    b.write("milk", "done", Value::Bool(true));
+    b.write("bread", "title", Value::Str("Bread".into()));
+    a.sync().await;
+    b.sync().await;
+    a.sync().await;
+    assert_eq!(a.state(), b.state());
+    let milk = &a.state()[1].1;
+    assert_eq!(milk.fields.get("title"), Some(&Value::Str("Oat milk".into())));
+    assert_eq!(milk.fields.get("done"), Some(&Value::Bool(true)));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn new_commits_are_pushed_to_other_clients_without_polling() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(dir.path()).await;
+    let (mut a, mut b) = (Client::new(1), Client::new(2));
+    a.connect(srv.addr).await;
+    b.connect(srv.addr).await;
+    a.sync().await;
+    b.sync().await;
+    for i in 0..20 {
+        let id = a.write(&format!("k{i}"), "title", Value::Str(format!("live {i}")));
+        let t0 = Instant::now();
+        a.push(&[id]).await;
+        // b does nothing but listen: the server relays the commit.
+        assert!(b.receive_one(Duration::from_secs(2)).await, "edit {i} was not pushed");
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert!(b.repo.contains_commit(&id));
+    }
+    assert_eq!(a.state(), b.state());
+    // Idle connections stay silent.
+    assert!(!b.receive_one(Duration::from_millis(300)).await);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn offline_edits_on_two_clients_reconcile_on_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(dir.path()).await;
+    let (mut a, mut b) = (Client::new(1), Client::new(2));
+    a.write("shared", "title", Value::Str("start".into()));
+    a.connect(srv.addr).await;
+    a.sync().await;
+    b.connect(srv.addr).await;
+    b.sync().await;
+    a.ws = None;
+    b.ws = None;
+    // Both offline: edit the same and different todos.
+    a.write("shared", "title", Value::Str("edited offline by a".into()));
+    b.write("shared", "done", Value::Bool(true));
+    for i in 0..5 {
+        a.write(&format!("a{i}"), "title", Value::Str("a".into()));
+        b.write(&format!("b{i}"), "title", Value::Str("b".into()));
+    }
+    a.connect(srv.addr).await;
+    b.connect(srv.addr).await;
+    a.sync().await;
+    b.sync().await;
+    a.sync().await;
+    assert_eq!(a.state(), b.state());
+    assert_eq!(a.state().len(), 11);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_that_lost_its_data_is_restored_by_its_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(dir.path()).await;
+    let mut a = Client::new(1);
+    for i in 0..30 {
+        a.write(&format!("k{i}"), "title", Value::Str(format!("t{i}")));
+    }
+    a.connect(srv.addr).await;
+    a.sync().await;
+    srv.stop().await;
+
+    // Persisted: a fresh client gets everything from a restarted server.
+    let srv = server(dir.path()).await;
+    let mut b = Client::new(2);
+    b.connect(srv.addr).await;
+    b.sync().await;
+    assert_eq!(b.state(), a.state());
+    srv.stop().await;
+
+    // Disk lost: the next client to connect restores the server.
+    let empty = tempfile::tempdir().unwrap();
+    let srv = server(empty.path()).await;
+    a.connect(srv.addr).await;
+    a.sync().await;
+    let mut c = Client::new(3);
+    c.connect(srv.addr).await;
+    c.sync().await;
+    assert_eq!(c.state(), a.state());
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_frames_close_only_that_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(dir.path()).await;
+    let (mut bad, _) = connect_async(format!("ws://{}/sync", srv.addr)).await.unwrap();
+    bad.send(Ws::Binary(vec![0xff, 0x00, 0x13].into())).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(2), bad.next()).await.unwrap();
+    match closed {
+        Some(Ok(Ws::Close(Some(f)))) => assert!(f.reason.contains("malformed"), "{}", f.reason),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    // A forged commit is rejected and never relayed or stored.
+    let mut a = Client::new(1);
+    a.connect(srv.addr).await;
+    let id = a.write("k", "title", Value::Str("real".into()));
+    let mut forged = a.repo.commit(&id).unwrap().bytes().to_vec();
+    let n = forged.len();
+    forged[n - 1] ^= 1;
+    a.send(&Message::Commits { repo: repo_path(), commits: vec![forged] }).await;
+    // The server stays healthy for everyone else.
+    a.sync().await;
+    let mut b = Client::new(2);
+    b.connect(srv.addr).await;
+    b.sync().await;
+    assert_eq!(b.state(), a.state());
+    let mut health = TcpStream::connect(srv.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    health.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut resp = String::new();
+    health.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200") && resp.ends_with("ok"), "{resp}");
+    srv.stop().await;
+}
