@@ -27,8 +27,10 @@ export default defineConfig({
       timeout: 30_000,
     },
     {
-      command: `node ../scripts/serve.mjs ../demo/dist ${demoPort} 127.0.0.1 --spa`,
-      url: `http://127.0.0.1:${demoPort}/`,
+      // The demo served by ibex-server itself (built by `cargo test`), with
+      // a fresh data directory; each test uses its own list (?list=).
+      command: `bash -c 'd=$(mktemp -d); exec ../target/debug/ibex-server --port ${demoPort} --host 127.0.0.1 --data "$d" --static ../demo/dist'`,
+      url: `http://127.0.0.1:${demoPort}/healthz`,
       reuseExistingServer: false,
       timeout: 30_000,
     },

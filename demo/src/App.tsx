@@ -226,26 +226,11 @@ function ClearCompleted() {
   );
 }
 
-function useOnline(): boolean {
-  return useSyncExternalStore(
-    (cb) => {
-      addEventListener("online", cb);
-      addEventListener("offline", cb);
-      return () => {
-        removeEventListener("online", cb);
-        removeEventListener("offline", cb);
-      };
-    },
-    () => navigator.onLine,
-  );
-}
-
 function StatusBar() {
-  const online = useOnline();
-  const { pendingWrites } = useSyncStatus();
+  const { online, synced, pendingWrites } = useSyncStatus();
   return (
     <p className="status" data-testid="sync-status">
-      <span className={`dot ${online ? "online" : "offline"}`} /> {online ? "Online" : "Offline"} ·{" "}
+      <span className={`dot ${online ? "online" : "offline"}`} /> <span data-testid="online">{online ? (synced ? "Online · synced" : "Online · syncing…") : "Offline · changes wait on this device"}</span> ·{" "}
       <span data-testid="pending">{pendingWrites > 0 ? `saving ${pendingWrites}…` : "all changes saved on this device"}</span>
     </p>
   );

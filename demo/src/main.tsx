@@ -6,11 +6,11 @@ import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 
 import { App } from "./App";
-import { TODOS, Todo } from "./schema";
+import { Todo } from "./schema";
 
 createRoot(document.getElementById("root")!).render(
   <StrictMode>
-    <IbexProvider options={{ name: "todo", schemas: [Todo], repos: [TODOS] }} fallback={<p className="loading">Starting the database…</p>}>
+    <IbexProvider options={{ name: "todo", schemas: [Todo], server: "/" }} fallback={<p className="loading">Starting the database…</p>}>
       <App />
     </IbexProvider>
   </StrictMode>,

@@ -11,4 +11,6 @@ export const Todo = defineSchema({
 });
 
 export type TodoFields = typeof Todo.fields;
-export const TODOS = "/data/todos";
+/** `?list=groceries` opens another list (shareable by URL); default "todos". */
+const list = new URLSearchParams(location.search).get("list") ?? "todos";
+export const TODOS = `/data/${/^[A-Za-z0-9_-]{1,64}$/.test(list) ? list : "todos"}`;

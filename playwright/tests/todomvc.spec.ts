@@ -18,7 +18,8 @@ const test = base.extend<{ app: Page }>({
     const errors: string[] = [];
     page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
     page.on("pageerror", (e) => errors.push(String(e)));
-    await page.goto(DEMO);
+    // Every test its own list on the shared server.
+    await page.goto(`${DEMO}?list=t${testInfo.testId.replace(/[^A-Za-z0-9]/g, "").slice(0, 40)}`);
     await expect(page.getByPlaceholder("What needs to be done?")).toBeVisible();
     await use(page);
     await testInfo.attach("screenshot", { body: await page.screenshot(), contentType: "image/png" });
@@ -112,7 +113,7 @@ test("filters show all, active and completed todos by URL", async ({ app }) => {
   await expect(titles(app)).toHaveText(["done one"]);
   await app.getByRole("link", { name: "All" }).click();
   await expect(titles(app)).toHaveText(["active one", "done one"]);
-  await app.goto(`${DEMO}#/completed`);
+  await app.goto(`${app.url().split("#")[0]}#/completed`);
   await expect(titles(app)).toHaveText(["done one"]);
 });
 

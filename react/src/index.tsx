@@ -83,8 +83,10 @@ export function useDBReady(): DBReady {
 }
 
 export interface SyncStatus {
-  /** Connected to a sync server (always false until a server is configured). */
+  /** Connected to the sync server (`server` option of IbexDB.open). */
   online: boolean;
+  /** Every open repository holds the same commits as the server. */
+  synced: boolean;
   /** Writes this tab made that the engine has not stored yet. */
   pendingWrites: number;
   lastSync: Date | null;
@@ -93,8 +95,8 @@ export interface SyncStatus {
 /** Online state and pending writes; re-renders only when they change. */
 export function useSyncStatus(): SyncStatus {
   return useStatusSelect(
-    (s): SyncStatus => ({ online: false, pendingWrites: s.pendingWrites, lastSync: null }),
-    (a, b) => a.online === b.online && a.pendingWrites === b.pendingWrites && a.lastSync === b.lastSync,
+    (s): SyncStatus => ({ online: s.online, synced: s.synced, pendingWrites: s.pendingWrites, lastSync: s.lastSync === null ? null : new Date(s.lastSync) }),
+    (a, b) => a.online === b.online && a.synced === b.synced && a.pendingWrites === b.pendingWrites && a.lastSync?.getTime() === b.lastSync?.getTime(),
   );
 }
 

@@ -35,6 +35,12 @@ export interface Status {
   engine?: string;
   /** Where data is kept: "opfs", "indexeddb", "files" or "memory". */
   storage?: string;
+  /** Connected to the sync server. */
+  online: boolean;
+  /** Every open repository holds the same commits as the server. */
+  synced: boolean;
+  /** When the replica was last in sync with the server (ms since epoch). */
+  lastSync: number | null;
 }
 
 export interface OpenOptions {
@@ -98,7 +104,7 @@ export class Database {
       const cur = this.latest.get(s.ns);
       if (!cur || cur.version < s.version) this.latest.set(s.ns, s);
     }
-    this.state = { phase: "starting", loaded: 0, total: 0, repos: {}, pendingWrites: 0 };
+    this.state = { phase: "starting", loaded: 0, total: 0, repos: {}, pendingWrites: 0, online: false, synced: false, lastSync: null };
     channel.onMessage((m) => this.receive(m));
   }
 
@@ -347,6 +353,15 @@ export class Database {
     await this.request({ t: "flush", id: 0 });
   }
 
+  /** Resolves once this replica and the server hold the same commits for
+   * every open repository (after sending this tab's pending writes).
+   * Rejects with ERR_SYNC_TIMEOUT if that takes longer than `timeoutMs`. */
+  async sync(timeoutMs = 30_000): Promise<void> {
+    this.assertOpen();
+    await this.flushOutbox();
+    await this.request({ t: "sync", id: 0, timeoutMs });
+  }
+
   /** Flushes, then stops the engine. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -523,6 +538,9 @@ export class Database {
       }
       case "changed":
         for (const h of readHeads(m.bytes)) this.applyHead(h, true);
+        break;
+      case "syncStatus":
+        this.updateStatus({ online: m.online, synced: m.synced, lastSync: m.lastSync });
         break;
       case "done": {
         const req = this.requests.get(m.id);

@@ -3,6 +3,7 @@
 // `Engine`, opens storage for each repository, and answers messages.
 
 import type { FromEngine, LoadReport, ToEngine } from "./protocol.js";
+import { SyncClient } from "./sync_client.js";
 
 /** The parts of the wasm-bindgen `Engine` the server uses. */
 export interface WasmEngine {
@@ -16,6 +17,11 @@ export interface WasmEngine {
   flush(): void;
   history(repo: string, key: string): unknown[];
   export(repo: string): Uint8Array;
+  syncStart(repo: string, seed: number): Uint8Array;
+  syncHandle(frame: Uint8Array): Uint8Array;
+  readonly synced: boolean;
+  pushFrames(): Uint8Array;
+  syncReset(): void;
   import(repo: string, image: Uint8Array): { added: number; rejected: number };
   close(repo: string): void;
 }
@@ -69,12 +75,21 @@ export const AUTO_FLUSH_MS = 100;
 export class EngineServer {
   private engine: WasmEngine | null = null;
   private autoFlush: ReturnType<typeof setTimeout> | null = null;
+  private sync: SyncClient | null = null;
+  private openRepos = new Set<string>();
 
   constructor(
     private readonly factory: EngineFactory,
     private readonly storage: StorageProvider,
     private readonly send: (msg: FromEngine) => void,
+    /** ws(s):// URL of the server's sync endpoint, if any. */
+    private readonly syncUrl?: string,
   ) {}
+
+  private sendChanged(): void {
+    const changed = this.engine?.changed();
+    if (changed && changed.length > 1) this.send({ t: "changed", bytes: changed });
+  }
 
   private fail(id: number | undefined, e: unknown): void {
     const code = (e as { code?: string })?.code ?? "ERR_WORKER";
@@ -108,6 +123,16 @@ export class EngineServer {
       const seed = await this.storage.sessionSeed(() => this.factory.newSessionSeed());
       this.engine = this.factory.create(seed, msg.schemas);
       this.send({ t: "ready", sessionId: this.engine.sessionId, engine: this.factory.version(), storage: this.storage.kind });
+      if (this.syncUrl) {
+        this.sync = new SyncClient(() => this.engine!, this.syncUrl, () => [...this.openRepos], {
+          changed: () => {
+            this.sendChanged();
+            this.scheduleFlush();
+          },
+          status: (s) => this.send({ t: "syncStatus", ...s }),
+        });
+        this.sync.start();
+      }
       return;
     }
     const engine = this.engine;
@@ -118,6 +143,8 @@ export class EngineServer {
           const report = await this.storage.open(engine, msg.repo);
           const heads = engine.heads(msg.repo);
           this.send({ t: "opened", id: msg.id, repo: msg.repo, report, heads });
+          this.openRepos.add(msg.repo);
+          this.sync?.repoOpened(msg.repo);
         } catch (e) {
           this.fail(msg.id, e);
         }
@@ -127,9 +154,22 @@ export class EngineServer {
         this.send({ t: "outcomes", seq: msg.seq, bytes });
         const changed = engine.changed();
         if (changed.length > 1) this.send({ t: "changed", bytes: changed });
+        this.sync?.afterMutate();
         this.scheduleFlush();
         break;
       }
+      case "network":
+        this.sync?.setNetwork(msg.online);
+        break;
+      case "sync":
+        try {
+          if (!this.sync) throw Object.assign(new Error("no server configured: pass `server` to IbexDB.open"), { code: "ERR_WORKER" });
+          await this.sync.whenSynced(msg.timeoutMs);
+          this.send({ t: "done", id: msg.id });
+        } catch (e) {
+          this.fail(msg.id, e);
+        }
+        break;
       case "flush":
         try {
           engine.flush();
@@ -167,6 +207,7 @@ export class EngineServer {
         break;
       case "close":
         try {
+          this.sync?.stop();
           if (this.autoFlush) clearTimeout(this.autoFlush);
           this.autoFlush = null;
           engine.flush();

@@ -15,6 +15,7 @@ export type ErrorCode =
   | "ERR_LOG_HEADER"
   | "ERR_STORAGE"
   | "ERR_CLOSED"
+  | "ERR_SYNC_TIMEOUT"
   | "ERR_WORKER";
 
 export class IbexError extends Error {

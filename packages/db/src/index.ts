@@ -30,8 +30,11 @@ export {
 export type StorageOption = "opfs" | "indexeddb" | "memory" | { dir: string };
 
 export interface IbexOpenOptions extends OpenOptions {
-  /** Default: `"memory"` in Node. */
+  /** Default: `"opfs"` in browsers, `"memory"` in Node. */
   storage?: StorageOption;
+  /** The ibex-server to sync with, e.g. `"/"` (this page's origin) or
+   * `"https://example.com"`; the engine connects to its `/sync` endpoint. */
+  server?: string;
 }
 
 const isNode = typeof process !== "undefined" && !!process.versions?.node;
@@ -47,7 +50,7 @@ async function createChannel(opts: IbexOpenOptions): Promise<EngineChannel> {
     throw new IbexError("ERR_STORAGE", `Storage ${JSON.stringify(storage)} is not available here: browsers use "opfs", "indexeddb" or "memory"; Node uses { dir } or "memory"`);
   }
   const { workerChannel } = await import("./browser.js");
-  return workerChannel(opts.name, storage);
+  return workerChannel(opts.name, storage, opts.server);
 }
 
 export class IbexDB extends Database {

@@ -28,13 +28,17 @@ export type ToEngine =
   | { t: "history"; id: number; repo: string; key: string }
   | { t: "export"; id: number; repo: string }
   | { t: "import"; id: number; repo: string; image: Uint8Array }
-  | { t: "close"; id: number };
+  | { t: "close"; id: number }
+  | { t: "sync"; id: number; timeoutMs: number }
+  /** The page's view of the network (workers do not always see it). */
+  | { t: "network"; online: boolean };
 
 export type FromEngine =
   | { t: "ready"; sessionId: string; engine: string; storage: string }
   | { t: "opened"; id: number; repo: string; report: LoadReport; heads: Uint8Array }
   | { t: "outcomes"; seq: number; bytes: Uint8Array }
   | { t: "changed"; bytes: Uint8Array }
+  | { t: "syncStatus"; online: boolean; synced: boolean; lastSync: number | null }
   | { t: "done"; id: number; value?: unknown }
   | { t: "error"; id?: number; code: string; message: string };
 

@@ -11,6 +11,8 @@ export interface BootMessage {
   t: "boot";
   name: string;
   storage: "opfs" | "indexeddb" | "memory";
+  /** ws(s):// URL of the server's sync endpoint. */
+  server?: string;
 }
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
@@ -41,7 +43,7 @@ scope.onmessage = async (e: MessageEvent<ToEngine | BootMessage>) => {
         version: () => version(),
       };
       const send = (m: FromEngine) => scope.postMessage(m, transferables(m));
-      server = new EngineServer(factory, provider(msg), send);
+      server = new EngineServer(factory, provider(msg), send, msg.server);
       for (const m of early.splice(0)) server.handle(m);
     } catch (err) {
       scope.postMessage({ t: "error", code: "ERR_WORKER", message: `The engine failed to start: ${err instanceof Error ? err.message : String(err)}` });

@@ -161,6 +161,43 @@ impl Engine {
         Ok(out)
     }
 
+    /// The opening sync frame for `repo`.
+    #[wasm_bindgen(js_name = syncStart)]
+    pub fn sync_start(&mut self, repo: &str, seed: f64) -> Result<Vec<u8>, JsValue> {
+        self.replica.sync_start(repo, seed as u64).map_err(|e| to_js(&e))
+    }
+
+    /// Handles a frame from the server; returns the replies as
+    /// `varint n, n × bytes`.
+    #[wasm_bindgen(js_name = syncHandle)]
+    pub fn sync_handle(&mut self, frame: &[u8]) -> Result<Vec<u8>, JsValue> {
+        self.replica.sync_handle(frame).map_err(|e| to_js(&e))
+    }
+
+    /// Whether every open repository is reconciled and nothing is unpushed.
+    #[wasm_bindgen(getter)]
+    pub fn synced(&self) -> bool {
+        self.replica.synced()
+    }
+
+    /// Frames of local commits to push, as `varint n, n × bytes`.
+    #[wasm_bindgen(js_name = pushFrames)]
+    pub fn push_frames(&mut self) -> Vec<u8> {
+        let frames = self.replica.push_frames();
+        let mut w = ibex_core::codec::Writer::new();
+        w.varint(frames.len() as u64);
+        for f in frames {
+            w.bytes(&f);
+        }
+        w.into_bytes()
+    }
+
+    /// Forgets sync state after a disconnect.
+    #[wasm_bindgen(js_name = syncReset)]
+    pub fn sync_reset(&mut self) {
+        self.replica.sync_reset();
+    }
+
     /// Flushes and closes a repository.
     pub fn close(&mut self, repo: &str) -> Result<(), JsValue> {
         self.replica.close(repo).map_err(|e| to_js(&e))

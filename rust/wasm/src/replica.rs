@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ibex_core::codec::{Reader, Writer};
-use ibex_core::{Error, HistoryEntry, LoadReport, Registry, RepoPath, Repository, Result, Schema, SessionKey, Storage};
+use ibex_core::sync::{Message, Reconciler};
+use ibex_core::{CommitId, Error, HistoryEntry, LoadReport, Registry, RepoPath, Repository, Result, Schema, SessionKey, Storage};
 
 use crate::batch::{Outcome, decode_mutations, encode_outcomes};
 
@@ -15,6 +16,10 @@ pub struct Replica {
     registry: Arc<Registry>,
     session: SessionKey,
     repos: BTreeMap<RepoPath, Repository>,
+    /// Sync with the server: one reconciliation per repository.
+    sync: BTreeMap<RepoPath, Reconciler>,
+    /// Local commits not yet pushed to the server, per repository.
+    to_push: BTreeMap<RepoPath, Vec<CommitId>>,
 }
 
 impl Replica {
@@ -27,7 +32,7 @@ impl Replica {
             registry.register(Schema::decode(&mut r)?)?;
         }
         r.finish("schemas")?;
-        Ok(Replica { registry: Arc::new(registry), session: SessionKey::from_seed(session_seed), repos: BTreeMap::new() })
+        Ok(Replica { registry: Arc::new(registry), session: SessionKey::from_seed(session_seed), repos: BTreeMap::new(), sync: BTreeMap::new(), to_push: BTreeMap::new() })
     }
 
     pub fn session(&self) -> &SessionKey {
@@ -71,7 +76,10 @@ impl Replica {
             let session = self.session.clone();
             let res = self.repo_mut(m.repo.as_str()).and_then(|r| r.update(&m.key, &m.schema, &m.changes, &session, now));
             outcomes.push(match res {
-                Ok(Some(id)) => Outcome::Committed(id),
+                Ok(Some(id)) => {
+                    self.to_push.entry(m.repo.clone()).or_default().push(id);
+                    Outcome::Committed(id)
+                }
                 Ok(None) => Outcome::Unchanged,
                 Err(e) => Outcome::Failed(e),
             });
@@ -115,6 +123,54 @@ impl Replica {
         w.varint(n);
         w.raw(&body.into_bytes());
         w.into_bytes()
+    }
+
+    /// The opening frame of a reconciliation of `repo` with the server
+    /// (`rust/core/src/sync.rs`); local commits made before it need no
+    /// separate push.
+    pub fn sync_start(&mut self, repo: &str, seed: u64) -> Result<Vec<u8>> {
+        let path = RepoPath::parse(repo)?;
+        let r = self.repos.get(&path).ok_or_else(|| Error::path(repo, "the repository is not open; open it first"))?;
+        let rec = self.sync.entry(path.clone()).or_insert_with(|| Reconciler::new(path.clone(), seed));
+        self.to_push.remove(&path);
+        Ok(rec.start(r).encode())
+    }
+
+    /// Handles a frame from the server; returns the frames to send back
+    /// (`varint n, n × bytes`). Received commits are verified first.
+    pub fn sync_handle(&mut self, frame: &[u8]) -> Result<Vec<u8>> {
+        let msg = Message::decode(frame)?;
+        let path = msg.repo().clone();
+        let repo = self.repos.get_mut(&path).ok_or_else(|| Error::path(path.as_str(), "the repository is not open"))?;
+        let rec = self.sync.entry(path.clone()).or_insert_with(|| Reconciler::new(path.clone(), 0x5eed));
+        let handled = rec.handle(repo, msg, &|c| c.verify())?;
+        let mut w = Writer::new();
+        w.varint(handled.replies.len() as u64);
+        for r in handled.replies {
+            w.bytes(&r.encode());
+        }
+        Ok(w.into_bytes())
+    }
+
+    /// True when every open repository has completed a reconciliation with
+    /// the server and nothing local is waiting to be pushed.
+    pub fn synced(&self) -> bool {
+        self.repos.keys().all(|p| self.sync.get(p).is_some_and(Reconciler::is_synced)) && self.to_push.values().all(Vec::is_empty)
+    }
+
+    /// Frames carrying local commits made since the last call (live push).
+    pub fn push_frames(&mut self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for (path, ids) in std::mem::take(&mut self.to_push) {
+            let Some(r) = self.repos.get(&path) else { continue };
+            out.extend(Message::commits(&path, ids.iter().filter_map(|id| r.commit(id))).iter().map(Message::encode));
+        }
+        out
+    }
+
+    /// The connection dropped: every repository must reconcile again.
+    pub fn sync_reset(&mut self) {
+        self.sync.clear();
     }
 
     /// Makes everything written so far durable.
