@@ -34,6 +34,9 @@ pub enum Outgoing {
 
 pub enum Command {
     Connect { conn: ConnId, out: UnboundedSender<Outgoing> },
+    /// A connection to another server (`--peer`): every repository this
+    /// server opens is reconciled with it, in both directions.
+    PeerConnect { conn: ConnId, out: UnboundedSender<Outgoing> },
     Frame { conn: ConnId, bytes: Vec<u8> },
     Disconnect { conn: ConnId },
     /// Flush everything, then answer.
@@ -53,16 +56,21 @@ struct Hub {
     registry: Arc<Registry>,
     repos: BTreeMap<RepoPath, Entry>,
     conns: HashMap<ConnId, UnboundedSender<Outgoing>>,
+    peer_conns: BTreeSet<ConnId>,
     dirty: BTreeSet<RepoPath>,
 }
 
-/// Starts the hub thread; send it [`Command`]s.
-pub fn spawn(data: PathBuf) -> (Sender<Command>, std::thread::JoinHandle<()>) {
+/// Starts the hub thread; send it [`Command`]s. With `open_all`, every log
+/// already in the data directory is opened at once (so peers reconcile it).
+pub fn spawn(data: PathBuf, open_all: bool) -> (Sender<Command>, std::thread::JoinHandle<()>) {
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("ibex-hub".into())
         .spawn(move || {
-            let mut hub = Hub { data, registry: Arc::new(Registry::new()), repos: BTreeMap::new(), conns: HashMap::new(), dirty: BTreeSet::new() };
+            let mut hub = Hub { data, registry: Arc::new(Registry::new()), repos: BTreeMap::new(), conns: HashMap::new(), peer_conns: BTreeSet::new(), dirty: BTreeSet::new() };
+            if open_all {
+                hub.open_all();
+            }
             hub.run(rx);
         })
         .expect("spawning the hub thread");
@@ -88,9 +96,18 @@ impl Hub {
                 Ok(Command::Connect { conn, out }) => {
                     self.conns.insert(conn, out);
                 }
+                Ok(Command::PeerConnect { conn, out }) => {
+                    self.conns.insert(conn, out);
+                    self.peer_conns.insert(conn);
+                    let paths: Vec<RepoPath> = self.repos.keys().cloned().collect();
+                    for p in paths {
+                        self.start_with_peer(&p, conn);
+                    }
+                }
                 Ok(Command::Frame { conn, bytes }) => self.frame(conn, &bytes),
                 Ok(Command::Disconnect { conn }) => {
                     self.conns.remove(&conn);
+                    self.peer_conns.remove(&conn);
                     for e in self.repos.values_mut() {
                         e.peers.remove(&conn);
                     }
@@ -124,6 +141,31 @@ impl Hub {
         }
     }
 
+    /// Opens every `<kind>/<name>.log` under the data directory.
+    fn open_all(&mut self) {
+        let Ok(kinds) = std::fs::read_dir(&self.data) else { return };
+        for kind in kinds.flatten() {
+            let Ok(files) = std::fs::read_dir(kind.path()) else { continue };
+            for f in files.flatten() {
+                let name = f.file_name().to_string_lossy().to_string();
+                let (Some(stem), Some(k)) = (name.strip_suffix(".log"), kind.file_name().to_str().map(str::to_owned)) else { continue };
+                if let Ok(path) = RepoPath::parse(&format!("/{k}/{stem}"))
+                    && let Err(e) = self.entry(&path)
+                {
+                    tracing::error!(repo = %path, error = %e, "cannot open repository");
+                }
+            }
+        }
+    }
+
+    /// Starts reconciling `path` with the peer server on `conn`.
+    fn start_with_peer(&mut self, path: &RepoPath, conn: ConnId) {
+        let Some(entry) = self.repos.get_mut(path) else { return };
+        let rec = entry.peers.entry(conn).or_insert_with(|| Reconciler::new(path.clone(), seed()));
+        let frame = rec.start(&entry.repo).encode();
+        self.send(conn, Outgoing::Frame(frame));
+    }
+
     fn entry(&mut self, path: &RepoPath) -> Result<&mut Entry, String> {
         if !self.repos.contains_key(path) {
             let file = self.data.join(path.kind()).join(format!("{}.log", path.name()));
@@ -134,6 +176,9 @@ impl Hub {
             }
             tracing::info!(repo = %path, commits = report.commits, "opened repository");
             self.repos.insert(path.clone(), Entry { repo, peers: BTreeMap::new() });
+            for conn in self.peer_conns.clone() {
+                self.start_with_peer(path, conn);
+            }
         }
         Ok(self.repos.get_mut(path).expect("inserted above"))
     }

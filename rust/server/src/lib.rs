@@ -6,6 +6,7 @@
 //! in-process with [`start`].
 
 pub mod hub;
+pub mod peer;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -27,6 +28,8 @@ pub struct Config {
     pub data: PathBuf,
     /// Static files (the app); unknown paths fall back to its index.html.
     pub static_dir: Option<PathBuf>,
+    /// Other servers to replicate with (`ws://host:port` or `http://…`).
+    pub peers: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -49,6 +52,7 @@ pub struct Running {
     task: tokio::task::JoinHandle<()>,
     hub: Sender<hub::Command>,
     hub_thread: std::thread::JoinHandle<()>,
+    peers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -62,6 +66,9 @@ impl Running {
 
     /// Stops accepting, closes connections, flushes, and waits.
     pub async fn stop(self) {
+        for p in &self.peers {
+            p.abort();
+        }
         let _ = self.shutdown.send(());
         let _ = self.task.await;
         let _ = self.hub.send(hub::Command::Shutdown);
@@ -72,7 +79,7 @@ impl Running {
 /// Binds and starts serving; returns once the socket is listening.
 pub async fn start(config: Config) -> std::io::Result<Running> {
     std::fs::create_dir_all(&config.data)?;
-    let (hub, hub_thread) = hub::spawn(config.data.clone());
+    let (hub, hub_thread) = hub::spawn(config.data.clone(), !config.peers.is_empty());
     let mut app = Router::new().route("/healthz", get(healthz)).route("/sync", get(sync));
     if let Some(dir) = &config.static_dir {
         app = app.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))));
@@ -89,5 +96,6 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
             .await;
     });
     tracing::info!(%addr, data = %config.data.display(), "ibex-server listening");
-    Ok(Running { addr, shutdown, task, hub, hub_thread })
+    let peers = config.peers.iter().map(|url| tokio::spawn(peer::run(url.clone(), hub.clone()))).collect();
+    Ok(Running { addr, shutdown, task, hub, hub_thread, peers })
 }

@@ -21,6 +21,9 @@ struct Args {
     /// Directory of static files to serve (the app).
     #[arg(long = "static")]
     static_dir: Option<PathBuf>,
+    /// Another server to replicate with (repeatable): ws://host:port.
+    #[arg(long = "peer")]
+    peers: Vec<String>,
 }
 
 #[tokio::main]
@@ -34,7 +37,7 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let running = match ibex_server::start(ibex_server::Config { addr, data: args.data, static_dir: args.static_dir }).await {
+    let running = match ibex_server::start(ibex_server::Config { addr, data: args.data, static_dir: args.static_dir, peers: args.peers }).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ibex-server: cannot start on {addr}: {e}");

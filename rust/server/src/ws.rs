@@ -13,8 +13,13 @@ use crate::AppState;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// A fresh connection id (clients and peers share the numbering).
+pub fn next_conn() -> u64 {
+    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
+}
+
 pub async fn serve(socket: WebSocket, state: AppState) {
-    let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+    let conn = next_conn();
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<Outgoing>();
     if state.hub.send(Command::Connect { conn, out: out_tx }).is_err() {

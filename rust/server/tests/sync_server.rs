@@ -31,7 +31,7 @@ fn todo() -> SchemaId {
 }
 
 async fn server(data: &Path) -> Running {
-    start(Config { addr: "127.0.0.1:0".parse().unwrap(), data: data.to_owned(), static_dir: None }).await.unwrap()
+    start(Config { addr: "127.0.0.1:0".parse().unwrap(), data: data.to_owned(), static_dir: None, peers: vec![] }).await.unwrap()
 }
 
 struct Client {
@@ -239,5 +239,111 @@ async fn malformed_frames_close_only_that_connection() {
     let mut resp = String::new();
     health.read_to_string(&mut resp).await.unwrap();
     assert!(resp.starts_with("HTTP/1.1 200") && resp.ends_with("ok"), "{resp}");
+    srv.stop().await;
+}
+
+async fn peered(data: &Path, peer: SocketAddr) -> Running {
+    start(Config { addr: "127.0.0.1:0".parse().unwrap(), data: data.to_owned(), static_dir: None, peers: vec![format!("ws://{peer}")] }).await.unwrap()
+}
+
+/// Syncs `c` until its state equals `want` (replication between servers
+/// runs in the background).
+async fn sync_until(c: &mut Client, want: &[(String, ItemData)]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        c.sync().await;
+        if c.state() == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "did not converge: {} of {} items", c.state().len(), want.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_peered_servers_with_clients_on_each_converge() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a_srv = server(da.path()).await;
+    let b_srv = peered(db.path(), a_srv.addr).await;
+    let (mut c1, mut c2) = (Client::new(1), Client::new(2));
+    c1.connect(a_srv.addr).await;
+    c2.connect(b_srv.addr).await;
+    for i in 0..10 {
+        c1.write(&format!("one{i}"), "title", Value::Str("on server a".into()));
+        c2.write(&format!("two{i}"), "title", Value::Str("on server b".into()));
+    }
+    c1.write("both", "title", Value::Str("from c1".into()));
+    c2.write("both", "done", Value::Bool(true));
+    c1.sync().await;
+    c2.sync().await;
+    let mut want = None;
+    for _ in 0..200 {
+        c1.sync().await;
+        c2.sync().await;
+        if c1.state() == c2.state() && c1.state().len() == 21 {
+            want = Some(c1.state());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let want = want.expect("clients on peered servers did not converge");
+    let both = &want.iter().find(|(k, _)| k == "both").unwrap().1;
+    assert_eq!(both.fields.get("title"), Some(&Value::Str("from c1".into())));
+    assert_eq!(both.fields.get("done"), Some(&Value::Bool(true)));
+    // Live: a commit on server a reaches the client of server b by relay.
+    let id = c1.write("live", "title", Value::Str("across servers".into()));
+    c1.push(&[id]).await;
+    assert!(c2.receive_one(Duration::from_secs(5)).await, "not relayed across the peering");
+    assert!(c2.repo.contains_commit(&id));
+    b_srv.stop().await;
+    a_srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_that_lost_its_data_is_restored_by_its_peer() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let b_srv = server(db.path()).await;
+    let mut c1 = Client::new(1);
+    for i in 0..25 {
+        c1.write(&format!("k{i}"), "title", Value::Str(format!("t{i}")));
+    }
+    c1.connect(b_srv.addr).await;
+    c1.sync().await;
+    // Server a starts with an empty disk, peered with b: a client of a
+    // gets everything, through a's reconciliation with b.
+    let a_srv = peered(da.path(), b_srv.addr).await;
+    let mut c2 = Client::new(2);
+    c2.connect(a_srv.addr).await;
+    let want = c1.state();
+    sync_until(&mut c2, &want).await;
+    // And a persisted it: restarted alone, it still has the data.
+    a_srv.stop().await;
+    let a_again = server(da.path()).await;
+    let mut c3 = Client::new(3);
+    c3.connect(a_again.addr).await;
+    c3.sync().await;
+    assert_eq!(c3.state(), want);
+    a_again.stop().await;
+    b_srv.stop().await;
+}
+
+#[tokio::test]
+async fn forced_bloom_false_positives_still_converge_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(dir.path()).await;
+    let mut c1 = Client::new(1);
+    c1.rec = Reconciler::new(repo_path(), 1).with_fpr(0.5);
+    for i in 0..200 {
+        c1.write(&format!("k{}", i % 80), "title", Value::Str(format!("v{i}")));
+    }
+    c1.connect(srv.addr).await;
+    c1.sync().await;
+    // c2's filters hide about half of what it lacks in every round.
+    let mut c2 = Client::new(2);
+    c2.rec = Reconciler::new(repo_path(), 2).with_fpr(0.5);
+    c2.connect(srv.addr).await;
+    c2.sync().await;
+    assert_eq!(c2.state(), c1.state());
+    assert_eq!(c2.repo.pending_count(), 0);
     srv.stop().await;
 }
