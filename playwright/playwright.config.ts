@@ -1,7 +1,12 @@
 import { defineConfig } from "@playwright/test";
 
-const port = 4173;
-const demoPort = 4174;
+// Ports are chosen once per run (the config is evaluated again in every
+// test worker, which inherits the environment), so two runs on one machine
+// never collide.
+process.env.IBEX_SDK_PORT ??= String(20_000 + Math.floor(Math.random() * 20_000));
+process.env.IBEX_DEMO_PORT ??= String(Number(process.env.IBEX_SDK_PORT) + 1);
+const port = Number(process.env.IBEX_SDK_PORT);
+const demoPort = Number(process.env.IBEX_DEMO_PORT);
 
 export default defineConfig({
   testDir: "tests",

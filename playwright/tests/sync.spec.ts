@@ -4,7 +4,7 @@
 
 import { type Browser, type Page, expect, test } from "@playwright/test";
 
-const DEMO = "http://127.0.0.1:4174/";
+const DEMO = `http://127.0.0.1:${process.env.IBEX_DEMO_PORT}/`;
 
 async function open(browser: Browser, list: string) {
   const ctx = await browser.newContext();

@@ -4,7 +4,7 @@
 
 import { type Page, expect, test as base } from "@playwright/test";
 
-const DEMO = "http://127.0.0.1:4174/";
+const DEMO = `http://127.0.0.1:${process.env.IBEX_DEMO_PORT}/`;
 
 declare global {
   interface Window {

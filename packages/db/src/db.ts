@@ -41,6 +41,8 @@ export interface Status {
   synced: boolean;
   /** When the replica was last in sync with the server (ms since epoch). */
   lastSync: number | null;
+  /** This tab runs the engine (the others follow it); see multi-tab in the README. */
+  leader: boolean;
 }
 
 export interface OpenOptions {
@@ -85,7 +87,11 @@ export class Database {
   private notifyScheduled = false;
   private seq = 0;
   private inFlight = new Map<number, Item[]>();
-  private requests = new Map<number, { resolve: (v: unknown) => void; reject: (e: IbexError) => void }>();
+  /** Batches not yet durable, by sequence number: re-sent to a new engine
+   * after a leader hand-over (re-applying a batch changes nothing). */
+  private unsure = new Map<number, Uint8Array>();
+  private schemaBytes: Uint8Array | null = null;
+  private requests = new Map<number, { resolve: (v: unknown) => void; reject: (e: IbexError) => void; msg: import("./protocol.js").ToEngine }>();
   private nextRequest = 1;
   private statusListeners = new Set<(s: Status) => void>();
   private errorListeners = new Set<(e: IbexError) => void>();
@@ -104,7 +110,7 @@ export class Database {
       const cur = this.latest.get(s.ns);
       if (!cur || cur.version < s.version) this.latest.set(s.ns, s);
     }
-    this.state = { phase: "starting", loaded: 0, total: 0, repos: {}, pendingWrites: 0, online: false, synced: false, lastSync: null };
+    this.state = { phase: "starting", loaded: 0, total: 0, repos: {}, pendingWrites: 0, online: false, synced: false, lastSync: null, leader: false };
     channel.onMessage((m) => this.receive(m));
   }
 
@@ -112,7 +118,8 @@ export class Database {
   start(): Promise<void> {
     return new Promise((resolve, reject) => {
       this.readyWaiter = { resolve, reject };
-      this.channel.post({ t: "init", schemas: writeSchemas([...this.schemas.values()].map(toWireSchema)) });
+      this.schemaBytes = writeSchemas([...this.schemas.values()].map(toWireSchema));
+      this.channel.post({ t: "init", schemas: this.schemaBytes.slice() });
     });
   }
 
@@ -412,7 +419,9 @@ export class Database {
         return { repo: i.repo, key: i.key, ns: i.schema.ns, version: i.schema.version, changes };
       });
       this.inFlight.set(seq, items);
-      this.channel.post({ t: "mutate", seq, batch: writeMutations(ms) });
+      const batch = writeMutations(ms);
+      this.unsure.set(seq, batch.slice());
+      this.channel.post({ t: "mutate", seq, batch });
       this.updateStatus({});
     };
     if (this.deferred === 0 && repos.every((r) => this.isLoaded(r))) {
@@ -465,8 +474,9 @@ export class Database {
   private request(msg: Extract<import("./protocol.js").ToEngine, { id: number }>): Promise<unknown> {
     const id = this.nextRequest++;
     return new Promise((resolve, reject) => {
-      this.requests.set(id, { resolve, reject });
-      this.channel.post({ ...msg, id });
+      const m = { ...msg, id };
+      this.requests.set(id, { resolve, reject, msg: m });
+      this.channel.post(m);
     });
   }
 
@@ -486,9 +496,26 @@ export class Database {
     this.itemChanged(item);
   }
 
+  /** A different engine serves this tab now (leader hand-over): re-send
+   * what it needs — init, the repositories this tab loaded, unfinished
+   * requests and every batch not yet durable, in order. */
+  private engineChanged(): void {
+    if (!this.schemaBytes || this.state.sessionId === undefined) return;
+    this.channel.post({ t: "init", schemas: this.schemaBytes.slice() });
+    for (const [repo, st] of this.repoStatus) if (st.phase === "ready") void this.request({ t: "open", id: 0, repo });
+    for (const [, r] of [...this.requests].sort((a, b) => a[0] - b[0])) this.channel.post(r.msg);
+    for (const [seq, batch] of [...this.unsure].sort((a, b) => a[0] - b[0])) this.channel.post({ t: "mutate", seq, batch: batch.slice() });
+  }
+
   /** Applies a load's heads in slices, yielding between them. */
   private async applyLoaded(repo: string, report: LoadReport, heads: Uint8Array): Promise<void> {
     const total = headCount(heads);
+    // A repository re-opened after a hand-over: changed items notify.
+    const reload = this.isLoaded(repo);
+    if (reload) {
+      for (const h of readHeads(heads)) this.applyHead(h, true);
+      return;
+    }
     const st: RepoStatus = { phase: "loading", loaded: 0, total, report };
     this.repoStatus.set(repo, st);
     this.updateStatus({});
@@ -541,6 +568,13 @@ export class Database {
         break;
       case "syncStatus":
         this.updateStatus({ online: m.online, synced: m.synced, lastSync: m.lastSync });
+        break;
+      case "durable":
+        for (const seq of [...this.unsure.keys()]) if (seq <= m.seq) this.unsure.delete(seq);
+        break;
+      case "leader":
+        this.updateStatus({ leader: m.leader });
+        this.engineChanged();
         break;
       case "done": {
         const req = this.requests.get(m.id);

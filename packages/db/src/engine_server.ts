@@ -2,7 +2,7 @@
 // dedicated worker in browsers, the same thread in Node. It owns the WASM
 // `Engine`, opens storage for each repository, and answers messages.
 
-import type { FromEngine, LoadReport, ToEngine } from "./protocol.js";
+import type { FromEngine, LoadReport, Recipient, ToEngine } from "./protocol.js";
 import { SyncClient } from "./sync_client.js";
 
 /** The parts of the wasm-bindgen `Engine` the server uses. */
@@ -13,6 +13,7 @@ export interface WasmEngine {
   openOpfs?(repo: string, handle: FileSystemSyncAccessHandle): LoadReport;
   heads(repo: string): Uint8Array;
   mutate(batch: Uint8Array, now: number): Uint8Array;
+  mutatedHeads(): Uint8Array;
   changed(): Uint8Array;
   flush(): void;
   history(repo: string, key: string): unknown[];
@@ -76,25 +77,40 @@ export class EngineServer {
   private engine: WasmEngine | null = null;
   private autoFlush: ReturnType<typeof setTimeout> | null = null;
   private sync: SyncClient | null = null;
-  private openRepos = new Set<string>();
+  private openRepos = new Map<string, LoadReport>();
+  /** Last batch handled per tab, for `durable` notices. */
+  private lastSeq = new Map<string, number>();
 
   constructor(
     private readonly factory: EngineFactory,
     private readonly storage: StorageProvider,
-    private readonly send: (msg: FromEngine) => void,
+    /** Delivers a message to one tab, or to all tabs (but one). */
+    private readonly deliver: (msg: FromEngine, to: Recipient) => void,
     /** ws(s):// URL of the server's sync endpoint, if any. */
     private readonly syncUrl?: string,
   ) {}
 
-  private sendChanged(): void {
-    const changed = this.engine?.changed();
-    if (changed && changed.length > 1) this.send({ t: "changed", bytes: changed });
+  /** The tab whose message is being handled. */
+  private from = "self";
+
+  private send(msg: FromEngine): void {
+    this.deliver(msg, this.from);
   }
 
-  private fail(id: number | undefined, e: unknown): void {
+  private sendChanged(): void {
+    const changed = this.engine?.changed();
+    if (changed && changed.length > 1) this.deliver({ t: "changed", bytes: changed }, { all: true });
+  }
+
+  /** After a flush: tell every tab how far its writes are durable. */
+  private announceDurable(): void {
+    for (const [tab, seq] of this.lastSeq) this.deliver({ t: "durable", seq }, tab);
+  }
+
+  private fail(id: number | undefined, e: unknown, to: Recipient = this.from): void {
     const code = (e as { code?: string })?.code ?? "ERR_WORKER";
     const message = e instanceof Error ? e.message : String(e);
-    this.send({ t: "error", ...(id !== undefined ? { id } : {}), code, message });
+    this.deliver({ t: "error", ...(id !== undefined ? { id } : {}), code, message }, to);
   }
 
   /** Messages are handled one at a time, in order. */
@@ -109,27 +125,39 @@ export class EngineServer {
         .then(async () => {
           this.engine?.flush();
           await this.storage.durable?.();
+          this.announceDurable();
         })
         .catch((e) => this.fail(undefined, e));
     }, AUTO_FLUSH_MS);
   }
 
-  handle(msg: ToEngine): void {
-    this.queue = this.queue.then(() => this.process(msg)).catch((e) => this.fail(undefined, e));
+  /** Handles a message from tab `from` (messages are processed in order). */
+  handle(msg: ToEngine, from = "self"): void {
+    this.queue = this.queue
+      .then(() => {
+        this.from = from;
+        return this.process(msg);
+      })
+      .catch((e) => this.fail(undefined, e, from));
   }
 
   private async process(msg: ToEngine): Promise<void> {
     if (msg.t === "init") {
+      if (this.engine) {
+        // Another tab joining the engine this tab's leader already runs.
+        this.send({ t: "ready", sessionId: this.engine.sessionId, engine: this.factory.version(), storage: this.storage.kind });
+        return;
+      }
       const seed = await this.storage.sessionSeed(() => this.factory.newSessionSeed());
       this.engine = this.factory.create(seed, msg.schemas);
       this.send({ t: "ready", sessionId: this.engine.sessionId, engine: this.factory.version(), storage: this.storage.kind });
       if (this.syncUrl) {
-        this.sync = new SyncClient(() => this.engine!, this.syncUrl, () => [...this.openRepos], {
+        this.sync = new SyncClient(() => this.engine!, this.syncUrl, () => [...this.openRepos.keys()], {
           changed: () => {
             this.sendChanged();
             this.scheduleFlush();
           },
-          status: (s) => this.send({ t: "syncStatus", ...s }),
+          status: (s) => this.deliver({ t: "syncStatus", ...s }, { all: true }),
         });
         this.sync.start();
       }
@@ -140,20 +168,27 @@ export class EngineServer {
     switch (msg.t) {
       case "open":
         try {
-          const report = await this.storage.open(engine, msg.repo);
+          // A repository another tab opened already is shared, not reopened
+          // (its OPFS file has one handle, held by this engine).
+          const known = this.openRepos.get(msg.repo);
+          const report = known ?? (await this.storage.open(engine, msg.repo));
           const heads = engine.heads(msg.repo);
           this.send({ t: "opened", id: msg.id, repo: msg.repo, report, heads });
-          this.openRepos.add(msg.repo);
-          this.sync?.repoOpened(msg.repo);
+          if (!known) {
+            this.openRepos.set(msg.repo, report);
+            this.sync?.repoOpened(msg.repo);
+          }
         } catch (e) {
           this.fail(msg.id, e);
         }
         break;
       case "mutate": {
         const bytes = engine.mutate(msg.batch, Date.now());
+        this.lastSeq.set(this.from, msg.seq);
         this.send({ t: "outcomes", seq: msg.seq, bytes });
-        const changed = engine.changed();
-        if (changed.length > 1) this.send({ t: "changed", bytes: changed });
+        const mutated = engine.mutatedHeads();
+        if (mutated.length > 1) this.deliver({ t: "changed", bytes: mutated }, { all: true, except: this.from });
+        this.sendChanged();
         this.sync?.afterMutate();
         this.scheduleFlush();
         break;
@@ -174,6 +209,7 @@ export class EngineServer {
         try {
           engine.flush();
           await this.storage.durable?.();
+          this.announceDurable();
           this.send({ t: "done", id: msg.id });
         } catch (e) {
           this.fail(msg.id, e);
@@ -197,8 +233,7 @@ export class EngineServer {
         try {
           const value = engine.import(msg.repo, msg.image);
           // Heads first, so the caller's promise resolves on an updated mirror.
-          const changed = engine.changed();
-          if (changed.length > 1) this.send({ t: "changed", bytes: changed });
+          this.sendChanged();
           this.send({ t: "done", id: msg.id, value });
           this.scheduleFlush();
         } catch (e) {
@@ -206,6 +241,12 @@ export class EngineServer {
         }
         break;
       case "close":
+        if (this.from !== "self") {
+          // A follower tab leaving: the engine keeps serving the others.
+          this.lastSeq.delete(this.from);
+          this.send({ t: "done", id: msg.id });
+          break;
+        }
         try {
           this.sync?.stop();
           if (this.autoFlush) clearTimeout(this.autoFlush);

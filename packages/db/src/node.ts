@@ -116,6 +116,7 @@ export function inProcessChannel(f: EngineFactory, storage: StorageProvider): En
   let handler: (msg: FromEngine) => void = () => {};
   let closed = false;
   const server = new EngineServer(f, storage, (msg) => queueMicrotask(() => !closed && handler(msg)));
+  // One tab only ("self"): every recipient is this thread.
   return {
     post: (msg: ToEngine) => queueMicrotask(() => server.handle(msg)),
     onMessage: (h) => {

@@ -39,8 +39,16 @@ export type FromEngine =
   | { t: "outcomes"; seq: number; bytes: Uint8Array }
   | { t: "changed"; bytes: Uint8Array }
   | { t: "syncStatus"; online: boolean; synced: boolean; lastSync: number | null }
+  /** Every batch of this tab up to `seq` is on storage (flushed). */
+  | { t: "durable"; seq: number }
+  /** Synthesized by the channel: a (new) engine serves this tab now;
+   * `leader` says whether this tab runs it. */
+  | { t: "leader"; leader: boolean }
   | { t: "done"; id: number; value?: unknown }
   | { t: "error"; id?: number; code: string; message: string };
+
+/** Who a message is for: one tab, every tab, or every tab but one. */
+export type Recipient = string | { all: true; except?: string };
 
 /** A two-way channel to the engine. */
 export interface EngineChannel {

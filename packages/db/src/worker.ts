@@ -5,7 +5,7 @@ import init, { Engine, version } from "../wasm/ibex_wasm.js";
 
 import { IdbProvider, OpfsProvider, opfsAvailable } from "./browser_storage.js";
 import { EngineServer, MemoryStorage, type StorageProvider, type WasmEngine } from "./engine_server.js";
-import type { FromEngine, ToEngine } from "./protocol.js";
+import type { FromEngine, Recipient, ToEngine } from "./protocol.js";
 
 export interface BootMessage {
   t: "boot";
@@ -42,8 +42,28 @@ scope.onmessage = async (e: MessageEvent<ToEngine | BootMessage>) => {
         newSessionSeed: () => Engine.newSessionSeed(),
         version: () => version(),
       };
-      const send = (m: FromEngine) => scope.postMessage(m, transferables(m));
-      server = new EngineServer(factory, provider(msg), send, msg.server);
+      // Tabs: this worker's own tab is "self" (postMessage); followers reach
+      // it over the database's BroadcastChannel (browser.ts).
+      const bc = new BroadcastChannel(`ibex:${msg.name}`);
+      const deliver = (m: FromEngine, to: Recipient) => {
+        if (typeof to === "string") {
+          if (to === "self") scope.postMessage(m, transferables(m));
+          else bc.postMessage({ to, msg: m });
+          return;
+        }
+        // Clone to followers first: posting to our tab transfers the buffers.
+        bc.postMessage({ to: "*", except: to.except, msg: m });
+        if (to.except !== "self") scope.postMessage(m, transferables(m));
+      };
+      server = new EngineServer(factory, provider(msg), deliver, msg.server);
+      const s = server;
+      bc.onmessage = (e: MessageEvent<{ to?: string; from?: string; msg?: ToEngine; hello?: string }>) => {
+        const d = e.data;
+        if (d.hello) bc.postMessage({ to: d.hello, msg: { t: "leader", leader: false } satisfies FromEngine });
+        else if (d.to === "leader" && d.from && d.msg) s.handle(d.msg, d.from);
+      };
+      // A new leader: followers that talked to the previous one re-send.
+      bc.postMessage({ to: "*", msg: { t: "leader", leader: false } satisfies FromEngine });
       for (const m of early.splice(0)) server.handle(m);
     } catch (err) {
       scope.postMessage({ t: "error", code: "ERR_WORKER", message: `The engine failed to start: ${err instanceof Error ? err.message : String(err)}` });

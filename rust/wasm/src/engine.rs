@@ -115,6 +115,12 @@ impl Engine {
         self.replica.mutate(batch, now as i64).map_err(|e| to_js(&e))
     }
 
+    /// Heads of the items the last `mutate` committed (for other tabs).
+    #[wasm_bindgen(js_name = mutatedHeads)]
+    pub fn mutated_heads(&mut self) -> Vec<u8> {
+        self.replica.mutated_heads()
+    }
+
     /// Heads changed by anything other than this replica's own mutations.
     pub fn changed(&mut self) -> Vec<u8> {
         self.replica.changed()

@@ -20,6 +20,8 @@ pub struct Replica {
     sync: BTreeMap<RepoPath, Reconciler>,
     /// Local commits not yet pushed to the server, per repository.
     to_push: BTreeMap<RepoPath, Vec<CommitId>>,
+    /// Items the last `mutate` committed (other tabs need their heads).
+    last_mutated: Vec<(RepoPath, String)>,
 }
 
 impl Replica {
@@ -32,7 +34,7 @@ impl Replica {
             registry.register(Schema::decode(&mut r)?)?;
         }
         r.finish("schemas")?;
-        Ok(Replica { registry: Arc::new(registry), session: SessionKey::from_seed(session_seed), repos: BTreeMap::new(), sync: BTreeMap::new(), to_push: BTreeMap::new() })
+        Ok(Replica { registry: Arc::new(registry), session: SessionKey::from_seed(session_seed), repos: BTreeMap::new(), sync: BTreeMap::new(), to_push: BTreeMap::new(), last_mutated: Vec::new() })
     }
 
     pub fn session(&self) -> &SessionKey {
@@ -72,12 +74,14 @@ impl Replica {
     pub fn mutate(&mut self, batch: &[u8], now: i64) -> Result<Vec<u8>> {
         let mutations = decode_mutations(batch)?;
         let mut outcomes = Vec::with_capacity(mutations.len());
+        self.last_mutated.clear();
         for m in mutations {
             let session = self.session.clone();
             let res = self.repo_mut(m.repo.as_str()).and_then(|r| r.update(&m.key, &m.schema, &m.changes, &session, now));
             outcomes.push(match res {
                 Ok(Some(id)) => {
                     self.to_push.entry(m.repo.clone()).or_default().push(id);
+                    self.last_mutated.push((m.repo.clone(), m.key.clone()));
                     Outcome::Committed(id)
                 }
                 Ok(None) => Outcome::Unchanged,
@@ -90,6 +94,22 @@ impl Replica {
             r.take_changed();
         }
         Ok(encode_outcomes(&outcomes))
+    }
+
+    /// Heads of the items the last `mutate` committed (`heads` format), for
+    /// the other tabs sharing this engine.
+    pub fn mutated_heads(&mut self) -> Vec<u8> {
+        let items = std::mem::take(&mut self.last_mutated);
+        let mut w = Writer::new();
+        w.varint(items.len() as u64);
+        for (path, key) in items {
+            w.str(path.as_str());
+            w.str(&key);
+            if let Some(r) = self.repos.get_mut(&path) {
+                r.encode_head(&key, &mut w);
+            }
+        }
+        w.into_bytes()
     }
 
     /// Every head of an open repository (`heads` in `batch.rs`).
