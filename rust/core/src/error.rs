@@ -60,6 +60,27 @@ pub enum Error {
     /// The storage backend failed (disk full, permission, quota, …).
     #[error("Storage error: {0}")]
     Storage(String),
+
+    /// The rules do not allow this session to read or write there.
+    #[error("Forbidden: {0}")]
+    Forbidden(String),
+
+    /// A commit signed by a session no trusted root has certified.
+    #[error("Unknown session {0}: no certificate from a trusted root")]
+    UnknownSession(String),
+
+    /// A commit made after its session's certificate expired.
+    #[error("Session {session} expired at {expired} (ms since epoch); the commit is from {at}")]
+    SessionExpired { session: String, expired: i64, at: i64 },
+
+    /// The connection handshake failed (bad nonce signature, untrusted root, …).
+    #[error("Handshake failed: {0}")]
+    Handshake(String),
+
+    /// A login link that is unknown, already used or expired, or a login
+    /// request the verifier refused.
+    #[error("Login failed: {0}")]
+    Login(String),
 }
 
 impl Error {
@@ -78,6 +99,11 @@ impl Error {
             Error::PendingFull { .. } => "ERR_PENDING_FULL",
             Error::LogHeader(_) => "ERR_LOG_HEADER",
             Error::Storage(_) => "ERR_STORAGE",
+            Error::Forbidden(_) => "ERR_FORBIDDEN",
+            Error::UnknownSession(_) => "ERR_UNKNOWN_SESSION",
+            Error::SessionExpired { .. } => "ERR_SESSION_EXPIRED",
+            Error::Handshake(_) => "ERR_HANDSHAKE",
+            Error::Login(_) => "ERR_LOGIN",
         }
     }
 
@@ -117,6 +143,11 @@ mod tests {
             Error::PendingFull { limit: 1 },
             Error::LogHeader("h".into()),
             Error::Storage("s".into()),
+            Error::Forbidden("f".into()),
+            Error::UnknownSession("s".into()),
+            Error::SessionExpired { session: "s".into(), expired: 1, at: 2 },
+            Error::Handshake("h".into()),
+            Error::Login("l".into()),
         ];
         let mut codes: Vec<_> = all.iter().map(Error::code).collect();
         assert!(codes.iter().all(|c| c.starts_with("ERR_")));

@@ -11,7 +11,9 @@
 //! [`schema`], [`path`] → [`text`], [`change`], [`merge`] → [`signing`],
 //! [`commit`] → [`graph`] (one item's DAG) → [`repository`] (all items of a
 //! repository, local writes, history) → [`log`] + [`storage`] (persistence);
-//! [`bloom`] + [`sync`] reconcile a repository between two peers.
+//! [`bloom`] + [`sync`] reconcile a repository between two peers;
+//! [`rules`] + [`trust`] decide which commits may enter a replica and who
+//! may read what; [`handshake`] proves who is on a connection.
 
 pub mod bloom;
 pub mod change;
@@ -19,16 +21,19 @@ pub mod codec;
 pub mod commit;
 pub mod error;
 pub mod graph;
+pub mod handshake;
 pub mod log;
 pub mod merge;
 pub mod path;
 pub mod repository;
+pub mod rules;
 pub mod schema;
 pub mod signing;
 pub mod storage;
 pub mod stored;
 pub mod sync;
 pub mod text;
+pub mod trust;
 pub mod value;
 
 pub use change::Change;
@@ -36,8 +41,10 @@ pub use commit::{Body, Commit, CommitId, SignedCommit};
 pub use error::{Error, Result};
 pub use path::{ItemPath, RepoPath};
 pub use repository::{Head, HistoryEntry, Inserted, LoadReport, Repository, SetDigest};
+pub use rules::{Access, Principal, Rules};
 pub use schema::{FieldDef, FieldType, Registry, Schema, SchemaId, UpgradeStep};
 pub use signing::{SessionId, SessionKey};
 pub use storage::{FileStorage, MemStorage, Storage};
 pub use stored::StoredCommit;
+pub use trust::{Certificate, Trust};
 pub use value::{ItemData, Scalar, Value};

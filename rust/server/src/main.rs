@@ -22,8 +22,23 @@ struct Args {
     #[arg(long = "static")]
     static_dir: Option<PathBuf>,
     /// Another server to replicate with (repeatable): ws://host:port.
+    /// Peers must share the root key (--root-key).
     #[arg(long = "peer")]
     peers: Vec<String>,
+    /// Root key file (64 hex characters). Default: <data>/root.key,
+    /// created on first start.
+    #[arg(long = "root-key")]
+    root_key: Option<PathBuf>,
+    /// Authorization rules file (format in the README); default rules
+    /// otherwise.
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// Base URL for login links (default http://<host>:<port>).
+    #[arg(long = "public-url")]
+    public_url: Option<String>,
+    /// How long a login link works, in seconds.
+    #[arg(long = "login-ttl", default_value_t = 600)]
+    login_ttl: u64,
 }
 
 #[tokio::main]
@@ -37,7 +52,22 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let running = match ibex_server::start(ibex_server::Config { addr, data: args.data, static_dir: args.static_dir, peers: args.peers }).await {
+    let mut config = ibex_server::Config::new(addr, args.data);
+    config.static_dir = args.static_dir;
+    config.peers = args.peers;
+    config.root_key = args.root_key;
+    config.public_url = args.public_url;
+    config.login_ttl = std::time::Duration::from_secs(args.login_ttl);
+    if let Some(p) = &args.rules {
+        match std::fs::read_to_string(p) {
+            Ok(t) => config.rules = Some(t),
+            Err(e) => {
+                eprintln!("ibex-server: cannot read rules file {}: {e}", p.display());
+                std::process::exit(2);
+            }
+        }
+    }
+    let running = match ibex_server::start(config).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ibex-server: cannot start on {addr}: {e}");

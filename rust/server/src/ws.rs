@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, close_code};
 use futures_util::{SinkExt, StreamExt};
 
-use crate::hub::{Command, Outgoing};
 use crate::AppState;
+use crate::hub::{Command, Outgoing};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 

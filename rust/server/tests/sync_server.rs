@@ -1,103 +1,17 @@
 //! ibex-server on 127.0.0.1 with in-process clients that speak the sync
 //! protocol over real WebSockets.
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::*;
 use futures_util::{SinkExt, StreamExt};
 use ibex_core::sync::{Message, Reconciler};
 use ibex_core::*;
-use ibex_server::{Config, Running, start};
 use tokio::net::TcpStream;
+use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message as Ws;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-fn repo_path() -> RepoPath {
-    RepoPath::parse("/data/todos").unwrap()
-}
-
-fn registry() -> Arc<Registry> {
-    let mut r = Registry::new();
-    r.register(Schema::new("todo", 1).field("title", FieldDef::new(FieldType::String)).field("done", FieldDef::new(FieldType::Boolean))).unwrap();
-    Arc::new(r)
-}
-
-fn todo() -> SchemaId {
-    SchemaId::new("todo", 1)
-}
-
-async fn server(data: &Path) -> Running {
-    start(Config { addr: "127.0.0.1:0".parse().unwrap(), data: data.to_owned(), static_dir: None, peers: vec![] }).await.unwrap()
-}
-
-struct Client {
-    repo: Repository,
-    key: SessionKey,
-    rec: Reconciler,
-    ws: Option<Socket>,
-    clock: i64,
-}
-
-impl Client {
-    fn new(n: u8) -> Client {
-        Client { repo: Repository::new(repo_path(), registry()), key: SessionKey::from_seed([n; 32]), rec: Reconciler::new(repo_path(), n.into()), ws: None, clock: 1000 + i64::from(n) }
-    }
-
-    async fn connect(&mut self, addr: SocketAddr) {
-        let (ws, _) = connect_async(format!("ws://{addr}/sync")).await.unwrap();
-        self.ws = Some(ws);
-    }
-
-    fn write(&mut self, key: &str, field: &str, v: Value) -> CommitId {
-        self.clock += 10;
-        self.repo.update(key, &todo(), &[Change::Put { field: field.into(), value: v }], &self.key, self.clock).unwrap().unwrap()
-    }
-
-    async fn send(&mut self, m: &Message) {
-        self.ws.as_mut().unwrap().send(Ws::Binary(m.encode().into())).await.unwrap();
-    }
-
-    /// Handles one incoming frame (or returns false on timeout).
-    async fn receive_one(&mut self, wait: Duration) -> bool {
-        let ws = self.ws.as_mut().unwrap();
-        let Ok(Some(Ok(Ws::Binary(b)))) = tokio::time::timeout(wait, ws.next()).await else { return false };
-        let h = self.rec.handle(&mut self.repo, Message::decode(&b).unwrap(), &|c| c.verify()).unwrap();
-        assert!(h.rejected.is_empty(), "{:?}", h.rejected);
-        for r in h.replies {
-            self.send(&r).await;
-        }
-        true
-    }
-
-    /// Reconciles with the server until both sides agree.
-    async fn sync(&mut self) {
-        let start = self.rec.start(&self.repo);
-        self.send(&start).await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.rec.is_synced() {
-            assert!(Instant::now() < deadline, "sync did not finish");
-            self.receive_one(Duration::from_secs(5)).await;
-        }
-    }
-
-    /// Pushes commits made since connecting (live mode).
-    async fn push(&mut self, ids: &[CommitId]) {
-        let frames = Message::commits(&repo_path(), ids.iter().map(|id| self.repo.commit(id).unwrap()));
-        for f in frames {
-            self.send(&f).await;
-        }
-    }
-
-    fn state(&mut self) -> Vec<(String, ItemData)> {
-        let mut keys: Vec<String> = self.repo.keys().map(str::to_owned).collect();
-        keys.sort();
-        keys.into_iter().map(|k| (k.clone(), (*self.repo.head(&k).unwrap().data).clone())).collect()
-    }
-}
 
 #[tokio::test]
 async fn concurrent_edits_on_two_clients_converge_through_the_server() {
@@ -212,12 +126,18 @@ async fn a_server_that_lost_its_data_is_restored_by_its_clients() {
 async fn malformed_frames_close_only_that_connection() {
     let dir = tempfile::tempdir().unwrap();
     let srv = server(dir.path()).await;
-    let (mut bad, _) = connect_async(format!("ws://{}/sync", srv.addr)).await.unwrap();
-    bad.send(Ws::Binary(vec![0xff, 0x00, 0x13].into())).await.unwrap();
-    let closed = tokio::time::timeout(Duration::from_secs(2), bad.next()).await.unwrap();
-    match closed {
-        Some(Ok(Ws::Close(Some(f)))) => assert!(f.reason.contains("malformed"), "{}", f.reason),
-        other => panic!("expected a close frame, got {other:?}"),
+    for garbage in [vec![0xff, 0x00, 0x13], vec![2, 0x05]] {
+        let (mut bad, _) = connect_async(format!("ws://{}/sync", srv.addr)).await.unwrap();
+        bad.send(Ws::Binary(garbage.into())).await.unwrap();
+        let reason = loop {
+            // hello and an error frame come first.
+            match tokio::time::timeout(Duration::from_secs(2), bad.next()).await.unwrap() {
+                Some(Ok(Ws::Binary(_))) => continue,
+                Some(Ok(Ws::Close(Some(f)))) => break f.reason.to_string(),
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        };
+        assert!(reason.contains("malformed"), "{reason}");
     }
     // A forged commit is rejected and never relayed or stored.
     let mut a = Client::new(1);
@@ -227,8 +147,9 @@ async fn malformed_frames_close_only_that_connection() {
     let n = forged.len();
     forged[n - 1] ^= 1;
     a.send(&Message::Commits { repo: repo_path(), commits: vec![forged] }).await;
-    // The server stays healthy for everyone else.
+    // The sender is told; the server stays healthy for everyone else.
     a.sync().await;
+    assert!(a.errors.iter().any(|(r, c)| r == "/data/todos" && c == "ERR_BAD_SIGNATURE"), "{:?}", a.errors);
     let mut b = Client::new(2);
     b.connect(srv.addr).await;
     b.sync().await;
@@ -240,24 +161,6 @@ async fn malformed_frames_close_only_that_connection() {
     health.read_to_string(&mut resp).await.unwrap();
     assert!(resp.starts_with("HTTP/1.1 200") && resp.ends_with("ok"), "{resp}");
     srv.stop().await;
-}
-
-async fn peered(data: &Path, peer: SocketAddr) -> Running {
-    start(Config { addr: "127.0.0.1:0".parse().unwrap(), data: data.to_owned(), static_dir: None, peers: vec![format!("ws://{peer}")] }).await.unwrap()
-}
-
-/// Syncs `c` until its state equals `want` (replication between servers
-/// runs in the background).
-async fn sync_until(c: &mut Client, want: &[(String, ItemData)]) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        c.sync().await;
-        if c.state() == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "did not converge: {} of {} items", c.state().len(), want.len());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
