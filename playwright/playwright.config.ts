@@ -1,3 +1,5 @@
+import { tmpdir } from "node:os";
+
 import { defineConfig } from "@playwright/test";
 
 // Ports are chosen once per run (the config is evaluated again in every
@@ -5,6 +7,8 @@ import { defineConfig } from "@playwright/test";
 // never collide.
 process.env.IBEX_SDK_PORT ??= String(20_000 + Math.floor(Math.random() * 20_000));
 process.env.IBEX_DEMO_PORT ??= String(Number(process.env.IBEX_SDK_PORT) + 1);
+// The demo server's stdout (login links of the development verifier).
+process.env.IBEX_DEMO_LOG ??= `${tmpdir()}/ibex-demo-${process.env.IBEX_DEMO_PORT}.log`;
 const port = Number(process.env.IBEX_SDK_PORT);
 const demoPort = Number(process.env.IBEX_DEMO_PORT);
 
@@ -34,7 +38,7 @@ export default defineConfig({
     {
       // The demo served by ibex-server itself (built by `cargo test`), with
       // a fresh data directory; each test uses its own list (?list=).
-      command: `bash -c 'd=$(mktemp -d); exec ../target/debug/ibex-server --port ${demoPort} --host 127.0.0.1 --data "$d" --static ../demo/dist'`,
+      command: `bash -c 'd=$(mktemp -d); exec ../target/debug/ibex-server --port ${demoPort} --host 127.0.0.1 --data "$d" --static ../demo/dist > "${process.env.IBEX_DEMO_LOG}"'`,
       url: `http://127.0.0.1:${demoPort}/healthz`,
       reuseExistingServer: false,
       timeout: 30_000,

@@ -7,6 +7,7 @@ import { useDB, useDBReady, useItem, useQuery, useQueryCount, useQuerySelect, us
 import { type KeyboardEvent, memo, useEffect, useRef, useState, useSyncExternalStore } from "react";
 
 import { History } from "./History";
+import { Account } from "./Account";
 import { TODOS, Todo, type TodoFields } from "./schema";
 
 type TodoItem = Item<TodoFields>;
@@ -16,6 +17,7 @@ declare global {
   interface Window {
     __renders: { rows: Record<string, number>; counter: number; list: number; app: number };
     __db: ReturnType<typeof useDB>;
+    __Todo: typeof Todo;
   }
 }
 window.__renders ??= { rows: {}, counter: 0, list: 0, app: 0 };
@@ -43,6 +45,7 @@ export function App() {
   window.__renders.app++;
   // The database, for debugging from the console (and the browser tests).
   window.__db = useDB();
+  window.__Todo = Todo;
   const route = useRoute();
   const ready = useDBReady();
   const total = useQueryCount(ALL);
@@ -74,6 +77,7 @@ export function App() {
       </section>
       <footer className="info">
         <StatusBar />
+        <Account />
         <p>Double-click to edit a todo · the clock beside a todo shows its history</p>
         <p>
           Built on <strong>Ibex</strong>, a local-first, Git-like database

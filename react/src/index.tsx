@@ -3,7 +3,7 @@
 // snapshot that changes only when that hook's own data changes — so an edit
 // re-renders only the components that show it.
 
-import { type Fields, IbexDB, type IbexOpenOptions, type Item, type Query, type QueryOptions, type Status } from "@ibexdb/db";
+import { type Fields, IbexDB, type IbexOpenOptions, type Item, type Query, type QueryOptions, type Status, type User } from "@ibexdb/db";
 import { type ReactNode, createContext, useCallback, useContext, useEffect, useMemo, useState, useSyncExternalStore } from "react";
 import { useSyncExternalStoreWithSelector } from "use-sync-external-store/with-selector";
 
@@ -50,10 +50,31 @@ export function IbexProvider(props: IbexProviderProps) {
 }
 
 /** The database of the nearest `<IbexProvider>`. */
-export function useDB(): IbexDB {
+function useContextDB(): IbexDB {
   const db = useContext(DBContext);
   if (!db) throw new Error("useDB/useQuery/useItem must be used inside <IbexProvider>");
   return db;
+}
+
+/** The database. Re-renders when the logged-in user changes (login,
+ * logout), so components can read `db.user` and pick repositories by it. */
+export function useDB(): IbexDB {
+  const db = useContextDB();
+  const subscribe = useMemo(() => (cb: () => void) => db.onStatus(cb), [db]);
+  useSyncExternalStore(
+    subscribe,
+    () => db.status.user,
+    () => db.status.user,
+  );
+  return db;
+}
+
+/** The logged-in user (`{id, email}`) or null; re-renders on change. */
+export function useUser(): User | null {
+  return useStatusSelect(
+    (s) => s.user,
+    (a, b) => a?.id === b?.id && a?.email === b?.email,
+  );
 }
 
 export interface DBReady {
@@ -65,7 +86,7 @@ export interface DBReady {
 
 /** A value selected from `db.status`; re-renders only when `equal` says it changed. */
 function useStatusSelect<R>(select: (s: Status) => R, equal: (a: R, b: R) => boolean): R {
-  const db = useDB();
+  const db = useContextDB();
   const subscribe = useMemo(() => (cb: () => void) => db.onStatus(cb), [db]);
   return useSyncExternalStoreWithSelector(subscribe, () => db.status, () => db.status, select, equal);
 }
@@ -133,7 +154,7 @@ export function useQuery<F extends Fields>(opts: QueryOptions<F>, deps: readonly
 
 /** The shared query for these options, and a subscribe that retains it. */
 function useSharedQuery<F extends Fields>(opts: QueryOptions<F>, deps: readonly unknown[]) {
-  const db = useDB();
+  const db = useContextDB();
   const key = queryKey(opts as QueryOptions<any>, deps);
   // eslint-disable-next-line react-hooks/exhaustive-deps
   const shared = useMemo(() => db.sharedQuery(key, opts), [db, key]);
@@ -173,7 +194,7 @@ export function useQueryCount<F extends Fields>(opts: QueryOptions<F>, deps: rea
 /** The item at a path (or the given item), re-rendering when it changes;
  * `undefined` while it does not exist or its repository is loading. */
 export function useItem<F extends Fields = Fields>(pathOrItem: string | Item<F> | undefined | null): Item<F> | undefined {
-  const db = useDB();
+  const db = useContextDB();
   const path = typeof pathOrItem === "string" ? pathOrItem : (pathOrItem?.path ?? null);
   const subscribe = useCallback((cb: () => void) => (path ? db.watchItem(path, cb) : () => {}), [db, path]);
   const snapshot = () => {

@@ -39,6 +39,11 @@ async function syncHandle(file: FileSystemFileHandle): Promise<FileSystemSyncAcc
   }
 }
 
+/** The file of a meta value (the session seed keeps its historical name). */
+function metaFile(name: string): string {
+  return name === "session.seed" ? name : `${name}.meta`;
+}
+
 export class OpfsProvider implements StorageProvider {
   readonly kind = "opfs";
   private handles: FileSystemSyncAccessHandle[] = [];
@@ -62,6 +67,28 @@ export class OpfsProvider implements StorageProvider {
       h.write(made, { at: 0 });
       h.flush();
       return made;
+    } finally {
+      h.close();
+    }
+  }
+
+  async readMeta(name: string): Promise<Uint8Array | null> {
+    try {
+      const file = await (await this.dir()).getFileHandle(metaFile(name));
+      const b = new Uint8Array(await (await file.getFile()).arrayBuffer());
+      return b.length ? b : null;
+    } catch {
+      return null;
+    }
+  }
+
+  async writeMeta(name: string, value: Uint8Array): Promise<void> {
+    const file = await (await this.dir()).getFileHandle(metaFile(name), { create: true });
+    const h = await syncHandle(file);
+    try {
+      h.truncate(0);
+      h.write(value, { at: 0 });
+      h.flush();
     } finally {
       h.close();
     }
@@ -183,6 +210,19 @@ export class IdbProvider implements StorageProvider {
     const pending = this.writes;
     this.writes = [];
     await Promise.all(pending);
+  }
+
+  async readMeta(name: string): Promise<Uint8Array | null> {
+    const db = await this.db;
+    const got = await request(db.transaction("meta").objectStore("meta").get(name));
+    return got instanceof Uint8Array ? got : null;
+  }
+
+  async writeMeta(name: string, value: Uint8Array): Promise<void> {
+    const db = await this.db;
+    const tx = db.transaction("meta", "readwrite", { durability: "strict" });
+    tx.objectStore("meta").put(value, name);
+    await done(tx);
   }
 
   async sessionSeed(fresh: () => Uint8Array): Promise<Uint8Array> {

@@ -8,6 +8,7 @@ import { IbexError, fromEngine } from "./errors.js";
 import { Item } from "./item.js";
 import type { EngineChannel, FromEngine, HistoryEntry, LoadReport } from "./protocol.js";
 import { Query, type QueryOptions } from "./query.js";
+import type { User } from "./protocol.js";
 import { type Fields, type InitData, type Schema, checkRepoPath, checkSegment, splitItemPath, toWireSchema } from "./schema.js";
 
 export type Phase = "starting" | "loading" | "ready" | "error" | "closed";
@@ -43,6 +44,8 @@ export interface Status {
   lastSync: number | null;
   /** This tab runs the engine (the others follow it); see multi-tab in the README. */
   leader: boolean;
+  /** The logged-in user, or null for an anonymous session. */
+  user: User | null;
 }
 
 export interface OpenOptions {
@@ -98,6 +101,8 @@ export class Database {
   private state: Status;
   private closed = false;
   private readyWaiter: { resolve: () => void; reject: (e: IbexError) => void } | null = null;
+  /** Repositories this session may not write (the server's rules). */
+  private readOnly = new Set<string>();
 
   /** @internal use `IbexDB.open`. */
   constructor(
@@ -110,7 +115,7 @@ export class Database {
       const cur = this.latest.get(s.ns);
       if (!cur || cur.version < s.version) this.latest.set(s.ns, s);
     }
-    this.state = { phase: "starting", loaded: 0, total: 0, repos: {}, pendingWrites: 0, online: false, synced: false, lastSync: null, leader: false };
+    this.state = { phase: "starting", loaded: 0, total: 0, repos: {}, pendingWrites: 0, online: false, synced: false, lastSync: null, leader: false, user: null };
     channel.onMessage((m) => this.receive(m));
   }
 
@@ -209,6 +214,7 @@ export class Database {
   create<F extends Fields>(repo: string, schema: Schema<F>, values: InitData<F>, opts: { key?: string } = {}): Item<F> {
     checkRepoPath(repo);
     this.assertOpen();
+    this.assertWritable(repo);
     this.assertKnown(schema);
     const key = opts.key ?? randomKey();
     checkSegment(`${repo}/${key}`, key, "item key");
@@ -386,6 +392,46 @@ export class Database {
     if (this.closed) throw new IbexError("ERR_CLOSED", `Database \`${this.name}\` is closed`);
   }
 
+  /** @internal throws, changing nothing, if the rules forbid writing `repo`. */
+  assertWritable(repo: string): void {
+    if (this.readOnly.has(repo)) {
+      const who = this.state.user ? `user ${this.state.user.email || this.state.user.id}` : "an anonymous session";
+      throw new IbexError("ERR_FORBIDDEN", `${who} may not write ${repo} (the server's rules)`);
+    }
+  }
+
+  // ---- users ----------------------------------------------------------------
+
+  /** The logged-in user (`{id, email}`), or null. Changes notify `onStatus`. */
+  get user(): User | null {
+    return this.state.user;
+  }
+
+  /** Asks the server to send a one-time login link to `email`. Resolves
+   * with the normalized address once the server has sent it. Opening the
+   * link's page calls `completeLogin` with its `ibex-login` token. */
+  async login(email: string): Promise<string> {
+    this.assertOpen();
+    return (await this.request({ t: "login", id: 0, email })) as string;
+  }
+
+  /** Redeems a login link's token: this device's session now belongs to
+   * that user (a session already bound to another user is replaced by a
+   * new one first). Resolves with the user. */
+  async completeLogin(token: string): Promise<User> {
+    this.assertOpen();
+    await this.flushOutbox();
+    return (await this.request({ t: "redeem", id: 0, token })) as User;
+  }
+
+  /** Ends the session: the server expires its certificate and this device
+   * continues with a new anonymous session. Local data stays. */
+  async logout(): Promise<void> {
+    this.assertOpen();
+    await this.flushOutbox();
+    await this.request({ t: "logout", id: 0 });
+  }
+
   private assertKnown(schema: Schema): void {
     if (this.schemas.get(schema.id) !== schema && !this.schemas.has(schema.id)) {
       throw new IbexError("ERR_UNKNOWN_SCHEMA", `Unknown schema \`${schema.id}\`: pass it in \`schemas\` to IbexDB.open`);
@@ -539,11 +585,13 @@ export class Database {
   private receive(m: FromEngine): void {
     switch (m.t) {
       case "ready":
-        this.updateStatus({ phase: "ready", sessionId: m.sessionId, engine: m.engine, storage: m.storage });
+        this.updateStatus({ phase: "ready", sessionId: m.sessionId, engine: m.engine, storage: m.storage, user: m.user });
         this.readyWaiter?.resolve();
         this.readyWaiter = null;
         break;
       case "opened": {
+        if (m.writable) this.readOnly.delete(m.repo);
+        else this.readOnly.add(m.repo);
         const req = this.requests.get(m.id);
         this.requests.delete(m.id);
         this.applyLoaded(m.repo, m.report, m.heads).then(
@@ -565,6 +613,13 @@ export class Database {
       }
       case "changed":
         for (const h of readHeads(m.bytes)) this.applyHead(h, true);
+        break;
+      case "user":
+        for (const [repo, w] of Object.entries(m.writable)) {
+          if (w) this.readOnly.delete(repo);
+          else this.readOnly.add(repo);
+        }
+        this.updateStatus({ user: m.user, sessionId: m.sessionId });
         break;
       case "syncStatus":
         this.updateStatus({ online: m.online, synced: m.synced, lastSync: m.lastSync });

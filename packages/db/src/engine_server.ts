@@ -2,8 +2,11 @@
 // dedicated worker in browsers, the same thread in Node. It owns the WASM
 // `Engine`, opens storage for each repository, and answers messages.
 
-import type { FromEngine, LoadReport, Recipient, ToEngine } from "./protocol.js";
+import type { FromEngine, LoadReport, Recipient, ToEngine, User } from "./protocol.js";
 import { SyncClient } from "./sync_client.js";
+
+/** The repository of session certificates (rust/core/src/trust.rs). */
+const SESSIONS = "/sys/sessions";
 
 /** The parts of the wasm-bindgen `Engine` the server uses. */
 export interface WasmEngine {
@@ -25,7 +28,24 @@ export interface WasmEngine {
   syncReset(): void;
   import(repo: string, image: Uint8Array): { added: number; rejected: number };
   close(repo: string): void;
+  setSession(seed: Uint8Array): void;
+  trustRoot(root: string): void;
+  takeEvents(): EngineEvent[];
+  readonly user: User | null;
+  canWrite(repo: string): boolean;
+  readonly rejectedCount: number;
+  loginFrame(email: string): Uint8Array;
+  redeemFrame(token: string): Uint8Array;
+  logoutFrame(): Uint8Array;
 }
+
+/** A connection event reported by the engine (rust/wasm/src/replica.rs). */
+export type EngineEvent =
+  | { t: "root"; root: string }
+  | { t: "welcome"; user: string; email: string; expires: number }
+  | { t: "error"; repo: string; code: string; message: string }
+  | { t: "rejected"; repo: string; code: string; message: string }
+  | { t: "loginSent"; email: string };
 
 /** Synchronous file-like storage (rust/wasm/src/js_storage.rs). */
 export interface LogBackend {
@@ -42,6 +62,9 @@ export interface StorageProvider {
   readonly kind: string;
   /** The session's private seed, created (with `fresh`) and kept on first use. */
   sessionSeed(fresh: () => Uint8Array): Promise<Uint8Array>;
+  /** Small named values kept with the database (`session.seed`, `root`). */
+  readMeta(name: string): Promise<Uint8Array | null>;
+  writeMeta(name: string, value: Uint8Array): Promise<void>;
   /** Opens repository `repo` in `engine`, returning its load report. */
   open(engine: WasmEngine, repo: string): Promise<LoadReport>;
   /** Resolves once everything flushed so far is durable. */
@@ -59,6 +82,15 @@ export interface EngineFactory {
 /** Nothing persists; a new session each time. */
 export class MemoryStorage implements StorageProvider {
   readonly kind = "memory";
+  private meta = new Map<string, Uint8Array>();
+
+  async readMeta(name: string): Promise<Uint8Array | null> {
+    return this.meta.get(name) ?? null;
+  }
+
+  async writeMeta(name: string, value: Uint8Array): Promise<void> {
+    this.meta.set(name, value);
+  }
 
   async sessionSeed(fresh: () => Uint8Array): Promise<Uint8Array> {
     return fresh();
@@ -80,6 +112,8 @@ export class EngineServer {
   private openRepos = new Map<string, LoadReport>();
   /** Last batch handled per tab, for `durable` notices. */
   private lastSeq = new Map<string, number>();
+  /** A login request waiting for the server's answer. */
+  private pendingLogin: { kind: "login" | "redeem"; resolve: (v: unknown) => void; reject: (e: Error) => void } | null = null;
 
   constructor(
     private readonly factory: EngineFactory,
@@ -131,6 +165,75 @@ export class EngineServer {
     }, AUTO_FLUSH_MS);
   }
 
+  private requireSync(): SyncClient {
+    if (!this.sync) throw Object.assign(new Error("no server configured: pass `server` to IbexDB.open"), { code: "ERR_WORKER" });
+    return this.sync;
+  }
+
+  private whenWelcomed(sync: SyncClient, timeoutMs = 10_000): Promise<void> {
+    const t0 = Date.now();
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (sync.isWelcomed) resolve();
+        else if (Date.now() - t0 > timeoutMs) reject(Object.assign(new Error("the server did not accept the new session in time"), { code: "ERR_SYNC_TIMEOUT" }));
+        else setTimeout(check, 50);
+      };
+      check();
+    });
+  }
+
+  /** Logging out: a new anonymous session key, kept like the first one. */
+  private async rotateSession(engine: WasmEngine): Promise<void> {
+    const seed = this.factory.newSessionSeed();
+    await this.storage.writeMeta("session.seed", seed);
+    engine.setSession(seed);
+    this.announceUser(engine);
+    this.sync?.reconnect();
+  }
+
+  private announceUser(engine: WasmEngine): void {
+    const writable: Record<string, boolean> = {};
+    for (const repo of this.openRepos.keys()) writable[repo] = engine.canWrite(repo);
+    this.deliver({ t: "user", user: engine.user, sessionId: engine.sessionId, writable }, { all: true });
+  }
+
+  /** Connection events from the engine (see SyncClient). */
+  private engineEvents(events: EngineEvent[]): void {
+    const engine = this.engine;
+    if (!engine) return;
+    for (const ev of events) {
+      switch (ev.t) {
+        case "root":
+          void this.storage.writeMeta("root", new TextEncoder().encode(ev.root)).catch((e) => this.fail(undefined, e, { all: true }));
+          break;
+        case "welcome":
+          this.announceUser(engine);
+          if (this.pendingLogin?.kind === "redeem") {
+            this.pendingLogin.resolve(engine.user);
+            this.pendingLogin = null;
+          }
+          break;
+        case "loginSent":
+          if (this.pendingLogin?.kind === "login") {
+            this.pendingLogin.resolve(ev.email);
+            this.pendingLogin = null;
+          }
+          break;
+        case "error":
+        case "rejected": {
+          const err = Object.assign(new Error(ev.repo ? `${ev.repo}: ${ev.message}` : ev.message), { code: ev.code });
+          if (this.pendingLogin && ev.repo === "") {
+            this.pendingLogin.reject(err);
+            this.pendingLogin = null;
+          } else {
+            this.fail(undefined, err, { all: true });
+          }
+          break;
+        }
+      }
+    }
+  }
+
   /** Handles a message from tab `from` (messages are processed in order). */
   handle(msg: ToEngine, from = "self"): void {
     this.queue = this.queue
@@ -145,12 +248,19 @@ export class EngineServer {
     if (msg.t === "init") {
       if (this.engine) {
         // Another tab joining the engine this tab's leader already runs.
-        this.send({ t: "ready", sessionId: this.engine.sessionId, engine: this.factory.version(), storage: this.storage.kind });
+        this.send({ t: "ready", sessionId: this.engine.sessionId, engine: this.factory.version(), storage: this.storage.kind, user: this.engine.user });
         return;
       }
       const seed = await this.storage.sessionSeed(() => this.factory.newSessionSeed());
-      this.engine = this.factory.create(seed, msg.schemas);
-      this.send({ t: "ready", sessionId: this.engine.sessionId, engine: this.factory.version(), storage: this.storage.kind });
+      const engine = this.factory.create(seed, msg.schemas);
+      // The server root this database trusts: remembered from the first
+      // connection; a server with another root is refused.
+      const root = await this.storage.readMeta("root");
+      if (root) engine.trustRoot(new TextDecoder().decode(root));
+      // Session certificates: needed to verify every commit from elsewhere.
+      await this.storage.open(engine, SESSIONS);
+      this.engine = engine;
+      this.send({ t: "ready", sessionId: engine.sessionId, engine: this.factory.version(), storage: this.storage.kind, user: engine.user });
       if (this.syncUrl) {
         this.sync = new SyncClient(() => this.engine!, this.syncUrl, () => [...this.openRepos.keys()], {
           changed: () => {
@@ -158,6 +268,7 @@ export class EngineServer {
             this.scheduleFlush();
           },
           status: (s) => this.deliver({ t: "syncStatus", ...s }, { all: true }),
+          engine: (events) => this.engineEvents(events),
         });
         this.sync.start();
       }
@@ -173,7 +284,7 @@ export class EngineServer {
           const known = this.openRepos.get(msg.repo);
           const report = known ?? (await this.storage.open(engine, msg.repo));
           const heads = engine.heads(msg.repo);
-          this.send({ t: "opened", id: msg.id, repo: msg.repo, report, heads });
+          this.send({ t: "opened", id: msg.id, repo: msg.repo, report, heads, writable: engine.canWrite(msg.repo) });
           if (!known) {
             this.openRepos.set(msg.repo, report);
             this.sync?.repoOpened(msg.repo);
@@ -200,6 +311,36 @@ export class EngineServer {
         try {
           if (!this.sync) throw Object.assign(new Error("no server configured: pass `server` to IbexDB.open"), { code: "ERR_WORKER" });
           await this.sync.whenSynced(msg.timeoutMs);
+          this.send({ t: "done", id: msg.id });
+        } catch (e) {
+          this.fail(msg.id, e);
+        }
+        break;
+      case "login":
+      case "redeem":
+        try {
+          const sync = this.requireSync();
+          // Right after a page load the connection may still be opening.
+          await this.whenWelcomed(sync);
+          if (msg.t === "redeem" && engine.user) {
+            // This session belongs to someone: a new session for the new user.
+            await this.rotateSession(engine);
+            await this.whenWelcomed(sync);
+          }
+          const frame = msg.t === "login" ? engine.loginFrame(msg.email) : engine.redeemFrame(msg.token);
+          if (this.pendingLogin) this.pendingLogin.reject(Object.assign(new Error("superseded by a newer login request"), { code: "ERR_LOGIN" }));
+          const answer = new Promise((resolve, reject) => (this.pendingLogin = { kind: msg.t, resolve, reject }));
+          sync.send(frame);
+          const value = await answer;
+          this.send({ t: "done", id: msg.id, value });
+        } catch (e) {
+          this.fail(msg.id, e);
+        }
+        break;
+      case "logout":
+        try {
+          if (this.sync?.isWelcomed) this.sync.send(engine.logoutFrame());
+          await this.rotateSession(engine);
           this.send({ t: "done", id: msg.id });
         } catch (e) {
           this.fail(msg.id, e);

@@ -16,7 +16,13 @@ export type ErrorCode =
   | "ERR_STORAGE"
   | "ERR_CLOSED"
   | "ERR_SYNC_TIMEOUT"
-  | "ERR_WORKER";
+  | "ERR_WORKER"
+  | "ERR_FORBIDDEN"
+  | "ERR_UNKNOWN_SESSION"
+  | "ERR_SESSION_EXPIRED"
+  | "ERR_HANDSHAKE"
+  | "ERR_LOGIN"
+  | "ERR_OFFLINE";
 
 export class IbexError extends Error {
   readonly code: ErrorCode;

@@ -8,7 +8,7 @@ import type { EngineChannel } from "./protocol.js";
 export type { Phase, RepoStatus, Status, OpenOptions } from "./db.js";
 export { IbexError, type ErrorCode } from "./errors.js";
 export { Item } from "./item.js";
-export type { HistoryEntry, LoadReport } from "./protocol.js";
+export type { HistoryEntry, LoadReport, User } from "./protocol.js";
 export { Query, type QueryOptions } from "./query.js";
 export {
   defineSchema,

@@ -130,6 +130,7 @@ export class Item<F extends Fields = Fields> {
   private commitChanges(changes: Change[]): void {
     if (changes.length === 0) return;
     this.db.assertOpen();
+    this.db.assertWritable(this.repo);
     for (const c of changes) this.applyChange(c);
     this.db.enqueue(this, changes);
     this.changed();

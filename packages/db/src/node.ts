@@ -65,6 +65,16 @@ export class NodeDirStorage implements StorageProvider {
 
   constructor(private readonly dir: string) {}
 
+  async readMeta(name: string): Promise<Uint8Array | null> {
+    const p = join(this.dir, name === "session.seed" ? name : `${name}.meta`);
+    return existsSync(p) ? new Uint8Array(readFileSync(p)) : null;
+  }
+
+  async writeMeta(name: string, value: Uint8Array): Promise<void> {
+    mkdirSync(this.dir, { recursive: true });
+    writeFileSync(join(this.dir, name === "session.seed" ? name : `${name}.meta`), value, { mode: 0o600 });
+  }
+
   async sessionSeed(fresh: () => Uint8Array): Promise<Uint8Array> {
     const p = join(this.dir, "session.seed");
     if (existsSync(p)) {

@@ -20,6 +20,13 @@ export interface HistoryEntry {
   changed: string[];
 }
 
+/** The user a session belongs to. */
+export interface User {
+  id: string;
+  /** Known once the server has confirmed it ("" until then). */
+  email: string;
+}
+
 export type ToEngine =
   | { t: "init"; schemas: Uint8Array }
   | { t: "open"; id: number; repo: string }
@@ -30,12 +37,17 @@ export type ToEngine =
   | { t: "import"; id: number; repo: string; image: Uint8Array }
   | { t: "close"; id: number }
   | { t: "sync"; id: number; timeoutMs: number }
+  | { t: "login"; id: number; email: string }
+  | { t: "redeem"; id: number; token: string }
+  | { t: "logout"; id: number }
   /** The page's view of the network (workers do not always see it). */
   | { t: "network"; online: boolean };
 
 export type FromEngine =
-  | { t: "ready"; sessionId: string; engine: string; storage: string }
-  | { t: "opened"; id: number; repo: string; report: LoadReport; heads: Uint8Array }
+  | { t: "ready"; sessionId: string; engine: string; storage: string; user: User | null }
+  | { t: "opened"; id: number; repo: string; report: LoadReport; heads: Uint8Array; writable: boolean }
+  /** The session's user changed (login, logout); which open repositories it may write. */
+  | { t: "user"; user: User | null; sessionId: string; writable: Record<string, boolean> }
   | { t: "outcomes"; seq: number; bytes: Uint8Array }
   | { t: "changed"; bytes: Uint8Array }
   | { t: "syncStatus"; online: boolean; synced: boolean; lastSync: number | null }

@@ -3,9 +3,15 @@
 // commits are pushed as they are made; frames from the server are handled
 // by the engine (which verifies every commit) and changed heads go to the
 // main thread. Reconnects with jittered exponential back-off.
+//
+// Every connection starts with the handshake (rust/core/src/handshake.rs):
+// the engine answers the server's hello with a signature over its nonce,
+// and starts reconciling once the server's welcome says the session is
+// certified. Connection events (welcome, errors, login links, rejected
+// commits) go to `events.engine`.
 
 import { Reader } from "./codec.js";
-import type { WasmEngine } from "./engine_server.js";
+import type { EngineEvent, WasmEngine } from "./engine_server.js";
 
 const MIN_BACKOFF = 500;
 const MAX_BACKOFF = 15_000;
@@ -14,6 +20,8 @@ export interface SyncEvents {
   /** Frames were applied: send changed heads to the main thread. */
   changed(): void;
   status(s: { online: boolean; synced: boolean; lastSync: number | null }): void;
+  /** What the engine reported about the connection. */
+  engine(events: EngineEvent[]): void;
 }
 
 function frames(bytes: Uint8Array): Uint8Array<ArrayBuffer>[] {
@@ -27,6 +35,8 @@ function frames(bytes: Uint8Array): Uint8Array<ArrayBuffer>[] {
 export class SyncClient {
   private ws: WebSocket | null = null;
   private online = false;
+  /** The server certified this session on the current connection. */
+  private welcomed = false;
   private backoff = MIN_BACKOFF;
   private lastSync: number | null = null;
   private waiters: (() => void)[] = [];
@@ -79,8 +89,8 @@ export class SyncClient {
     this.ws = ws;
     ws.onopen = () => {
       this.online = true;
+      this.welcomed = false;
       this.backoff = MIN_BACKOFF;
-      for (const repo of this.repos()) this.reconcile(repo);
       this.report();
     };
     ws.onmessage = (e: MessageEvent<ArrayBuffer>) => {
@@ -88,11 +98,17 @@ export class SyncClient {
       try {
         for (const f of frames(engine.syncHandle(new Uint8Array(e.data)))) ws.send(f);
       } catch (err) {
-        // A frame the engine refused (e.g. a sync that did not converge):
-        // start over on a fresh connection.
+        // A frame the engine refused (a bad handshake, a server with another
+        // root key, a sync that did not converge): start over later.
         console.warn("ibex sync:", err);
+        const code = (err as { code?: string }).code ?? "ERR_SYNC";
+        this.events.engine([{ t: "error", repo: "", code, message: err instanceof Error ? err.message : String(err) }]);
         ws.close();
       }
+      const events = engine.takeEvents();
+      if (events.some((ev) => ev.t === "welcome")) this.welcomed = true;
+      for (const ev of events) if (ev.t === "rejected") console.warn(`ibex sync: refused a commit in ${ev.repo}: ${ev.message}`);
+      if (events.length) this.events.engine(events);
       this.events.changed();
       this.report();
     };
@@ -100,6 +116,7 @@ export class SyncClient {
       if (this.ws !== ws) return;
       this.ws = null;
       this.online = false;
+      this.welcomed = false;
       // Stop reacting to this socket: closing may take a while to complete.
       ws.onmessage = null;
       this.engine().syncReset();
@@ -114,7 +131,26 @@ export class SyncClient {
 
   private reconcile(repo: string): void {
     const seed = Math.floor(Math.random() * 2 ** 52);
-    this.ws?.send(new Uint8Array(this.engine().syncStart(repo, seed)));
+    // Empty until the server has welcomed this session.
+    const frame = this.engine().syncStart(repo, seed);
+    if (frame.length) this.ws?.send(new Uint8Array(frame));
+  }
+
+  /** Sends a control frame on a welcomed connection. */
+  send(frame: Uint8Array): void {
+    if (!this.ws || !this.welcomed) throw Object.assign(new Error(`not connected to ${this.url}: logging in needs the server`), { code: "ERR_OFFLINE" });
+    this.ws.send(new Uint8Array(frame));
+  }
+
+  get isWelcomed(): boolean {
+    return this.welcomed;
+  }
+
+  /** Drops the connection and connects again soon (after a session change). */
+  reconnect(): void {
+    this.backoff = MIN_BACKOFF / 2;
+    if (this.ws) this.ws.close();
+    else this.connect();
   }
 
   /** A repository was opened: reconcile it now if connected. */
@@ -127,7 +163,7 @@ export class SyncClient {
 
   /** Local commits were made: push them now if connected. */
   afterMutate(): void {
-    if (!this.online || !this.ws) return;
+    if (!this.online || !this.ws || !this.welcomed) return;
     for (const f of frames(this.engine().pushFrames())) this.ws.send(f);
   }
 

@@ -11,7 +11,7 @@ use web_sys::FileSystemSyncAccessHandle;
 use crate::error::{js_error, to_js};
 use crate::js_storage::{JsStorage, LogBackend};
 use crate::opfs_storage::OpfsStorage;
-use crate::replica::Replica;
+use crate::replica::{Event, Replica};
 
 #[wasm_bindgen]
 pub struct Engine {
@@ -207,5 +207,103 @@ impl Engine {
     /// Flushes and closes a repository.
     pub fn close(&mut self, repo: &str) -> Result<(), JsValue> {
         self.replica.close(repo).map_err(|e| to_js(&e))
+    }
+
+    /// Replaces the session key (logging out): a new 32-byte seed.
+    #[wasm_bindgen(js_name = setSession)]
+    pub fn set_session(&mut self, seed: &[u8]) -> Result<(), JsValue> {
+        let seed: [u8; 32] = seed.try_into().map_err(|_| js_error("ERR_BAD_KEY", "a session seed is exactly 32 bytes"))?;
+        self.replica.set_session(seed);
+        Ok(())
+    }
+
+    /// Trusts a server root key (hex), configured or remembered.
+    #[wasm_bindgen(js_name = trustRoot)]
+    pub fn trust_root(&mut self, root: &str) -> Result<(), JsValue> {
+        self.replica.trust_root(root).map_err(|e| to_js(&e))
+    }
+
+    /// Connection events since the last call: `[{t: "root"|"welcome"|"error"|"loginSent"|"rejected", …}]`.
+    #[wasm_bindgen(js_name = takeEvents)]
+    pub fn take_events(&mut self) -> Array {
+        let out = Array::new();
+        for e in self.replica.take_events() {
+            let o = Object::new();
+            match e {
+                Event::Root(r) => {
+                    set(&o, "t", "root");
+                    set(&o, "root", r);
+                }
+                Event::Welcome { user, email, expires } => {
+                    set(&o, "t", "welcome");
+                    set(&o, "user", user);
+                    set(&o, "email", email);
+                    set(&o, "expires", expires as f64);
+                }
+                Event::Error { repo, code, message } => {
+                    set(&o, "t", "error");
+                    set(&o, "repo", repo);
+                    set(&o, "code", code);
+                    set(&o, "message", message);
+                }
+                Event::Rejected { repo, code, message } => {
+                    set(&o, "t", "rejected");
+                    set(&o, "repo", repo);
+                    set(&o, "code", code);
+                    set(&o, "message", message);
+                }
+                Event::LoginSent(email) => {
+                    set(&o, "t", "loginSent");
+                    set(&o, "email", email);
+                }
+            }
+            out.push(&o);
+        }
+        out
+    }
+
+    /// The user of this session: `{id, email}` (email "" until the server
+    /// says), or null when anonymous.
+    #[wasm_bindgen(getter)]
+    pub fn user(&self) -> JsValue {
+        match self.replica.user() {
+            Some((id, email)) => {
+                let o = Object::new();
+                set(&o, "id", id);
+                set(&o, "email", email);
+                o.into()
+            }
+            None => JsValue::NULL,
+        }
+    }
+
+    /// Whether this session may write `repo` under the server's rules.
+    #[wasm_bindgen(js_name = canWrite)]
+    pub fn can_write(&self, repo: &str) -> bool {
+        self.replica.can_write(repo)
+    }
+
+    /// Commits from the network refused so far.
+    #[wasm_bindgen(getter, js_name = rejectedCount)]
+    pub fn rejected_count(&self) -> f64 {
+        self.replica.rejected_count() as f64
+    }
+
+    /// A frame asking the server to send a login link to `email`.
+    #[wasm_bindgen(js_name = loginFrame)]
+    pub fn login_frame(&self, email: &str) -> Result<Vec<u8>, JsValue> {
+        self.replica.login_frame(email).map_err(|e| to_js(&e))
+    }
+
+    /// A frame redeeming a login link's token.
+    #[wasm_bindgen(js_name = redeemFrame)]
+    pub fn redeem_frame(&self, token: &str) -> Result<Vec<u8>, JsValue> {
+        self.replica.redeem_frame(token).map_err(|e| to_js(&e))
+    }
+
+    /// A frame asking the server to expire this session's certificate.
+    #[wasm_bindgen(js_name = logoutFrame)]
+    pub fn logout_frame(&self) -> Vec<u8> {
+        self.replica.logout_frame()
     }
 }
