@@ -486,15 +486,7 @@ impl Replica {
 }
 
 fn hex_key(s: &str) -> Result<[u8; 32]> {
-    let bad = || Error::BadKey(format!("`{}` is not a 64-character hex public key", s.chars().take(80).collect::<String>()));
-    if s.len() != 64 {
-        return Err(bad());
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
-    }
-    Ok(out)
+    hex::decode(s).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| Error::BadKey(format!("`{}` is not a 64-character hex public key", s.chars().take(80).collect::<String>())))
 }
 
 #[cfg(test)]
