@@ -26,14 +26,16 @@ export function opfsAvailable(): boolean {
   );
 }
 
-/** A sync access handle; retried briefly while the worker of a page that is
- * reloading still holds it (only one handle per file may exist). */
+/** A sync access handle; retried while the worker of a page that is
+ * reloading still holds it (only one handle per file may exist). Chromium
+ * can take more than 2 s to release a dying worker's handles, and a new
+ * leader opens `/sys/sessions` the moment it takes over: wait up to 10 s. */
 async function syncHandle(file: FileSystemFileHandle): Promise<FileSystemSyncAccessHandle> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await file.createSyncAccessHandle();
     } catch (e) {
-      if ((e as DOMException)?.name !== "NoModificationAllowedError" || attempt >= 40) throw e;
+      if ((e as DOMException)?.name !== "NoModificationAllowedError" || attempt >= 200) throw e;
       await new Promise((r) => setTimeout(r, 50));
     }
   }
