@@ -35,7 +35,7 @@ async function syncHandle(file: FileSystemFileHandle): Promise<FileSystemSyncAcc
     try {
       return await file.createSyncAccessHandle();
     } catch (e) {
-      if ((e as DOMException)?.name !== "NoModificationAllowedError" || attempt >= 200) throw e;
+      if ((e as DOMException)?.name !== "NoModificationAllowedError" || attempt >= 40) throw e;
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -546,7 +546,9 @@ export class Database {
    * what it needs — init, the repositories this tab loaded, unfinished
    * requests and every batch not yet durable, in order. */
   private engineChanged(): void {
-    if (!this.schemaBytes || this.state.sessionId === undefined) return;
+    // Also while this tab's own init is unanswered: the engine it went to
+    // may be gone (its tab reloaded), and a second init is harmless.
+    if (!this.schemaBytes) return;
     this.channel.post({ t: "init", schemas: this.schemaBytes.slice() });
     for (const [repo, st] of this.repoStatus) if (st.phase === "ready") void this.request({ t: "open", id: 0, repo });
     for (const [, r] of [...this.requests].sort((a, b) => a[0] - b[0])) this.channel.post(r.msg);

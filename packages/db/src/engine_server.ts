@@ -112,6 +112,8 @@ export class EngineServer {
   private openRepos = new Map<string, LoadReport>();
   /** Last batch handled per tab, for `durable` notices. */
   private lastSeq = new Map<string, number>();
+  /** Resolves once `/sys/sessions` is open in the engine. */
+  private sessionsReady: Promise<void> = Promise.resolve();
   /** A login request waiting for the server's answer. */
   private pendingLogin: { kind: "login" | "redeem"; resolve: (v: unknown) => void; reject: (e: Error) => void } | null = null;
 
@@ -257,10 +259,14 @@ export class EngineServer {
       // connection; a server with another root is refused.
       const root = await this.storage.readMeta("root");
       if (root) engine.trustRoot(new TextDecoder().decode(root));
-      // Session certificates: needed to verify every commit from elsewhere.
-      await this.storage.open(engine, SESSIONS);
       this.engine = engine;
       this.send({ t: "ready", sessionId: engine.sessionId, engine: this.factory.version(), storage: this.storage.kind, user: engine.user });
+      // Session certificates: needed to verify every commit from elsewhere,
+      // so sync and imports wait for them. Not on the path to "ready": after
+      // a leader hand-over the file can stay locked by the old leader's
+      // worker for seconds.
+      this.sessionsReady = this.storage.open(engine, SESSIONS).then(() => undefined);
+      this.sessionsReady.catch((e) => this.fail(undefined, e, { all: true }));
       if (this.syncUrl) {
         this.sync = new SyncClient(() => this.engine!, this.syncUrl, () => [...this.openRepos.keys()], {
           changed: () => {
@@ -270,7 +276,8 @@ export class EngineServer {
           status: (s) => this.deliver({ t: "syncStatus", ...s }, { all: true }),
           engine: (events) => this.engineEvents(events),
         });
-        this.sync.start();
+        const sync = this.sync;
+        this.sessionsReady.then(() => sync.start(), () => {});
       }
       return;
     }
@@ -372,6 +379,7 @@ export class EngineServer {
         break;
       case "import":
         try {
+          await this.sessionsReady;
           const value = engine.import(msg.repo, msg.image);
           // Heads first, so the caller's promise resolves on an updated mirror.
           this.sendChanged();
