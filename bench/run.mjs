@@ -16,7 +16,9 @@ import { chromium } from "playwright-core";
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
 const quick = process.argv.includes("--quick");
-const cfg = quick ? { big: 1_000, runs: 1, bigRuns: 1, writes: 5, edits: 5, handovers: 1 } : { big: 100_000, runs: 10, bigRuns: 5, writes: 200, edits: 100, handovers: 5 };
+const cfg = quick
+  ? { big: 1_000, runs: 1, bigRuns: 1, writes: 5, edits: 5, handovers: 1, coldSizes: [1_000], coldRuns: 1 }
+  : { big: 100_000, runs: 10, bigRuns: 5, writes: 200, edits: 100, handovers: 5, coldSizes: [10_000, 100_000, 1_000_000], coldRuns: 5 };
 const port = 4180 + Math.floor(Math.random() * 100);
 
 // GoatDB 0.5.1 measured on this machine kind, browser (Chromium 156, OPFS),
@@ -119,6 +121,7 @@ async function main() {
       console.log("done");
       await ctx.close();
     }
+    results.w3 = await w3(browser);
     results.w5 = await w5(browser);
     results.w7 = await w7(browser);
     results.w9 = {
@@ -135,6 +138,66 @@ async function main() {
   writeFileSync(join(here, `${base}.json`), JSON.stringify(results, null, 2));
   writeFileSync(join(here, quick ? "results-quick.md" : "RESULTS.md"), md);
   console.log(md);
+}
+
+/** W3 cold start and W8 memory. Per implementation and size, one browser
+ * context (its own OPFS and IndexedDB): a setup page persists N items, then
+ * each run loads a blank page, pauses (so the last run's worker and file
+ * handles are gone), and loads the measured page. After the last run the
+ * runner forces a GC and reads the main thread's heap over CDP (W8), less
+ * the heap of the same page that loaded nothing. */
+async function w3(browser) {
+  const out = {};
+  const COLD_IMPLS = ["ibex", "tinybase", "dexie"];
+  const url = (q) => `http://127.0.0.1:${port}/bench/pages/w3.html?${q}`;
+  const result = async (p) => {
+    await p.waitForFunction(() => window.w3 !== undefined, null, { timeout: 15 * 60_000 });
+    const r = await p.evaluate(() => window.w3);
+    if (r.error) throw new Error(r.error);
+    return r;
+  };
+  const heap = async (cdp) => {
+    await cdp.send("HeapProfiler.collectGarbage");
+    return (await cdp.send("Runtime.getHeapUsage")).usedSize;
+  };
+  for (const n of cfg.coldSizes) {
+    out[n] = {};
+    for (const impl of COLD_IMPLS) {
+      process.stdout.write(`W3/W8 ${impl} ${n.toLocaleString("en")}… `);
+      const ctx = await browser.newContext();
+      const p = await ctx.newPage();
+      const cdp = await ctx.newCDPSession(p);
+      const row = { first: [], all: [], longest: [], setupMs: 0 };
+      try {
+        await p.goto(url(`setup=${impl}&n=${n}`));
+        row.setupMs = (await result(p)).setupMs;
+        for (let r = 0; r < cfg.coldRuns; r++) {
+          await p.goto("about:blank");
+          await new Promise((res) => setTimeout(res, 300));
+          await p.goto(url(`impl=${impl}&n=${n}`));
+          const m = await result(p);
+          if (m.count !== n) throw new Error(`${impl} loaded ${m.count} of ${n} items`);
+          row.first.push(m.first);
+          row.all.push(m.all);
+          row.longest.push(m.longest);
+          row.engineMemoryBytes = m.engineMemoryBytes;
+        }
+        const loaded = await heap(cdp);
+        await p.goto("about:blank");
+        await p.goto(url(`impl=none&n=${n}`));
+        await result(p);
+        row.heapBytes = loaded - (await heap(cdp));
+        console.log(`first ${fmt(median(row.first))}, all ${fmt(median(row.all))}`);
+      } catch (e) {
+        // A peer that cannot hold this size is a result, not a crash.
+        row.error = String(e.message ?? e).split("\n")[0].slice(0, 200);
+        console.log(`failed: ${row.error}`);
+      }
+      out[n][impl] = row;
+      await ctx.close();
+    }
+  }
+  return out;
 }
 
 async function syncPage(ctx) {
@@ -224,6 +287,42 @@ function report(r) {
     lines.push("| re-renders of unaffected components | 0 (asserted by the demo's Playwright render-count test) | 0 | yes |", "");
     lines.push("Peers: not measured for W2 (TinyBase has no live filtered queries over rows of this shape without its queries module; to be added).", "");
   }
+  if (r.w3) {
+    const mb = (b) => (b === undefined ? "—" : `${(b / 2 ** 20).toFixed(1)} MB`);
+    const cell = (row, k) => (row?.error ? "failed" : row?.[k]?.length ? `${fmt(median(row[k]))} (${fmt(p95(row[k]))})` : "—");
+    lines.push("## W3 — cold start (browser, OPFS / IndexedDB)", "");
+    lines.push(`A page load with N items already persisted (same schema as W1). Times count from navigation start, so they include loading the code and compiling the WASM module. First = 50 rows of a query are available; all = every item is in memory (Ibex's mirror, TinyBase's store, Dexie's rows read into an array; Dexie's first result does not need them loaded). Longest task = the longest main-thread task (the Long Tasks API reports only tasks over 50 ms, so 0 means none). ${r.config.coldRuns} load(s) per cell, median (p95).`, "");
+    lines.push("| items | measure | Ibex | TinyBase + OPFS | Dexie | Ibex / TinyBase | Ibex / Dexie | target | met |", "|---|---|---|---|---|---|---|---|---|");
+    for (const [n, rows] of Object.entries(r.w3)) {
+      const med = (impl, k) => (rows[impl]?.[k]?.length && !rows[impl].error ? median(rows[impl][k]) : undefined);
+      const size = Number(n).toLocaleString("en");
+      const is100k = Number(n) === 100_000;
+      const first = med("ibex", "first");
+      lines.push(`| ${size} | first 50 rows | ${cell(rows.ibex, "first")} | ${cell(rows.tinybase, "first")} | ${cell(rows.dexie, "first")} | ${ratio(first, med("tinybase", "first"))} | ${ratio(first, med("dexie", "first"))} | ${is100k ? "≤ 200 ms" : "—"} | ${is100k && first !== undefined ? (first <= 200 ? "yes" : "**no**") : "—"} |`);
+      const all = med("ibex", "all");
+      lines.push(`| ${size} | all loaded | ${cell(rows.ibex, "all")} | ${cell(rows.tinybase, "all")} | ${cell(rows.dexie, "all")} | ${ratio(all, med("tinybase", "all"))} | ${ratio(all, med("dexie", "all"))} | — | — |`);
+      const worst = rows.ibex?.longest?.length && !rows.ibex.error ? Math.max(...rows.ibex.longest) : undefined;
+      const maxCell = (row) => (row?.error ? "failed" : !row?.longest?.length ? "—" : Math.max(...row.longest) === 0 ? "none over 50 ms" : fmt(Math.max(...row.longest)));
+      lines.push(`| ${size} | longest main-thread task (max) | ${maxCell(rows.ibex)} | ${maxCell(rows.tinybase)} | ${maxCell(rows.dexie)} | — | — | ≤ 50 ms | ${worst === undefined ? "—" : worst <= 50 ? "yes" : "**no**"} |`);
+      const setup = (impl) => (rows[impl]?.setupMs ? fmt(rows[impl].setupMs) : "—");
+      lines.push(`| ${size} | (setup: write N items, durable) | ${setup("ibex")} | ${setup("tinybase")} | ${setup("dexie")} | — | — | — | — |`);
+    }
+    const failures = Object.entries(r.w3).flatMap(([n, rows]) => Object.entries(rows).filter(([, row]) => row.error).map(([impl, row]) => `${impl} at ${Number(n).toLocaleString("en")}: ${row.error}`));
+    if (failures.length) lines.push("", `Failed: ${failures.join("; ")}.`);
+    lines.push("");
+    lines.push("## W8 — memory with N items loaded (browser)", "");
+    lines.push("Main-thread JS heap after a forced GC (CDP `Runtime.getHeapUsage`), less the heap of the same page that loaded nothing; for Ibex plus the engine's WebAssembly memory in its worker (`db.stats()`). Not included: the worker's own JS heap (glue code; the data lives in WASM memory) and Dexie (its rows stay in IndexedDB, outside the page).", "");
+    lines.push("| items | Ibex JS heap (mirror) | Ibex WASM memory | Ibex total | TinyBase JS heap | Ibex / TinyBase | target | met |", "|---|---|---|---|---|---|---|---|");
+    for (const [n, rows] of Object.entries(r.w3)) {
+      if (Number(n) > 100_000) continue;
+      const ib = rows.ibex ?? {};
+      const total = ib.error || ib.heapBytes === undefined ? undefined : ib.heapBytes + ib.engineMemoryBytes;
+      const tb = rows.tinybase?.error ? undefined : rows.tinybase?.heapBytes;
+      const is100k = Number(n) === 100_000;
+      lines.push(`| ${Number(n).toLocaleString("en")} | ${mb(ib.heapBytes)} | ${mb(ib.engineMemoryBytes)} | ${mb(total)} | ${mb(tb)} | ${ratio(total, tb)} | ${is100k ? "≤ 100 MB total" : "—"} | ${is100k && total !== undefined ? (total <= 100 * 2 ** 20 ? "yes" : "**no**") : "—"} |`);
+    }
+    lines.push("");
+  }
   if (r.w5) {
     const l = r.w5.lat;
     lines.push("## W5 — sync between two browsers through ibex-server (127.0.0.1)", "");
@@ -252,11 +351,9 @@ function report(r) {
   }
   lines.push("## Not measured yet", "");
   lines.push("| workload | why |", "|---|---|");
-  lines.push("| W3 cold start 10k/100k/1M | harness not written yet (next benchmark step) |");
   lines.push("| W4 history stress (editing trace) | harness not written yet; needs a text-splice API in the SDK to replay 259,778 edits without sending whole strings |");
   lines.push("| W5 reconciliation cost after 1% divergence | not measured yet (latency is, above) |");
   lines.push("| W6 conflicts at scale | covered for correctness by property tests; timing harness not written yet |");
-  lines.push("| W8 memory at 10k/100k | harness not written yet (the WASM heap lives in the worker) |");
   lines.push("");
   return lines.join("\n");
 }

@@ -48,6 +48,11 @@ export interface Status {
   user: User | null;
 }
 
+export interface EngineStats {
+  /** Bytes of WebAssembly memory of the engine (in the worker, or in process in Node). */
+  engineMemoryBytes: number;
+}
+
 export interface OpenOptions {
   /** Database name: one engine and one storage area per name. */
   name: string;
@@ -340,6 +345,14 @@ export class Database {
     await this.open(repo);
     await this.flushOutbox();
     return (await this.request({ t: "history", id: 0, repo, key })) as HistoryEntry[];
+  }
+
+  /** What the engine holds in memory: its WebAssembly linear memory, where
+   * the commit graphs and values of every open repository live (the
+   * synchronous mirror on this thread is on top of that). */
+  async stats(): Promise<EngineStats> {
+    this.assertOpen();
+    return (await this.request({ t: "stats", id: 0 })) as EngineStats;
   }
 
   /** The repository as a log image (Ibex's on-disk format): a backup, or a

@@ -34,6 +34,7 @@ export interface WasmEngine {
   readonly user: User | null;
   canWrite(repo: string): boolean;
   readonly rejectedCount: number;
+  readonly memoryBytes: number;
   loginFrame(email: string): Uint8Array;
   redeemFrame(token: string): Uint8Array;
   logoutFrame(): Uint8Array;
@@ -362,6 +363,9 @@ export class EngineServer {
         } catch (e) {
           this.fail(msg.id, e);
         }
+        break;
+      case "stats":
+        this.send({ t: "done", id: msg.id, value: { engineMemoryBytes: engine.memoryBytes } });
         break;
       case "history":
         try {

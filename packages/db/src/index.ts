@@ -5,7 +5,7 @@ import { Database, type OpenOptions } from "./db.js";
 import { IbexError } from "./errors.js";
 import type { EngineChannel } from "./protocol.js";
 
-export type { Phase, RepoStatus, Status, OpenOptions } from "./db.js";
+export type { EngineStats, Phase, RepoStatus, Status, OpenOptions } from "./db.js";
 export { IbexError, type ErrorCode } from "./errors.js";
 export { Item } from "./item.js";
 export type { HistoryEntry, LoadReport, User } from "./protocol.js";

@@ -18,6 +18,7 @@ import {
   validateField,
   validationError,
 } from "./schema.js";
+import { applySplices, hasSurrogates, splitsPair, toCodePoints } from "./text.js";
 
 interface PendingWrite {
   seq: number;
@@ -32,6 +33,7 @@ export class Item<F extends Fields = Fields> {
   private deletedFlag = false;
   private pending: PendingWrite[] = [];
   private listeners = new Set<() => void>();
+  private plain = new Map<string, { text: string; plain: boolean }>();
   /** @internal set while changes wait for the next batch. */
   queued: Change[] | null = null;
 
@@ -74,6 +76,40 @@ export class Item<F extends Fields = Fields> {
     const entries = Object.entries(values) as [string, unknown][];
     for (const [k, v] of entries) validateField(this.schemaRef, k, v);
     this.commitChanges(entries.flatMap(([k, v]) => this.changesFor(k, v)));
+  }
+
+  /** Edits a text field in place, like `Array.prototype.splice` on its
+   * characters: removes `deleteCount` UTF-16 code units at `index` and
+   * inserts `insert` there. Only the edit travels (not the whole text), and
+   * concurrent edits elsewhere in the text merge with it. Throws
+   * ERR_VALIDATION (changing nothing) if the field is not a text field or
+   * the range is outside the text or splits a surrogate pair. */
+  splice<K extends keyof F & string>(field: K, index: number, deleteCount: number, insert = ""): void {
+    const def = this.schemaRef.fields[field];
+    if (!def) throw validationError(this.schemaRef, field, "unknown field: the schema does not declare it");
+    if (def.type !== "text") throw validationError(this.schemaRef, field, `splice needs a text field; this one is ${def.type}`);
+    if (typeof insert !== "string") throw validationError(this.schemaRef, field, `splice inserts a string, not ${typeof insert}`);
+    const cur = (this.data.get(field) as string | undefined) ?? "";
+    if (!Number.isInteger(index) || !Number.isInteger(deleteCount) || index < 0 || deleteCount < 0 || index + deleteCount > cur.length) {
+      throw validationError(this.schemaRef, field, `splice(${index}, ${deleteCount}) is outside the ${cur.length}-character text`);
+    }
+    if (splitsPair(cur, index) || splitsPair(cur, index + deleteCount)) throw validationError(this.schemaRef, field, `splice(${index}, ${deleteCount}) splits a surrogate pair`);
+    if (deleteCount === 0 && insert === "") return;
+    const plain = this.plainText(field, cur);
+    const pos = plain ? index : toCodePoints(cur, index);
+    const del = plain ? deleteCount : toCodePoints(cur.slice(index), deleteCount);
+    this.commitChanges([{ op: "text", field, splices: [{ pos, delete: del, insert }] }]);
+  }
+
+  /** Whether text `field` (now `cur`) has no surrogate pairs, so UTF-16 and
+   * code point positions agree; remembered per value so typing into a long
+   * text does not rescan it. */
+  private plainText(field: string, cur: string): boolean {
+    const known = this.plain.get(field);
+    if (known && known.text === cur) return known.plain;
+    const plain = !hasSurrogates(cur);
+    this.plain.set(field, { text: cur, plain });
+    return plain;
   }
 
   /** Soft-deletes the item (its history stays; `restore()` undoes it). */
@@ -158,10 +194,15 @@ export class Item<F extends Fields = Fields> {
         m.size ? this.data.set(c.field, m) : this.data.delete(c.field);
         break;
       }
-      case "text":
-        // The SDK sends whole-string puts for text; splices only come
-        // from the engine's own deltas, which never reach the mirror.
+      case "text": {
+        const cur = (this.data.get(c.field) as string | undefined) ?? "";
+        const known = this.plain.get(c.field);
+        const plain = known && known.text === cur ? known.plain : !hasSurrogates(cur);
+        const next = applySplices(cur, c.splices, plain);
+        this.plain.set(c.field, { text: next, plain: plain && c.splices.every((s) => !hasSurrogates(s.insert)) });
+        if (next !== "" || this.data.has(c.field)) this.data.set(c.field, next);
         break;
+      }
       case "deleted":
         this.deletedFlag = c.deleted;
         break;

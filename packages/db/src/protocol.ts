@@ -32,6 +32,7 @@ export type ToEngine =
   | { t: "open"; id: number; repo: string }
   | { t: "mutate"; seq: number; batch: Uint8Array }
   | { t: "flush"; id: number }
+  | { t: "stats"; id: number }
   | { t: "history"; id: number; repo: string; key: string }
   | { t: "export"; id: number; repo: string }
   | { t: "import"; id: number; repo: string; image: Uint8Array }

@@ -166,3 +166,16 @@ describe("durability without an explicit flush", () => {
     await db.close();
   });
 });
+
+describe("engine stats", () => {
+  it("reports the engine's WebAssembly memory, which grows with the data", async () => {
+    const db = await openDb();
+    const before = (await db.stats()).engineMemoryBytes;
+    expect(before).toBeGreaterThan(0);
+    expect(before % 65_536).toBe(0);
+    for (let i = 0; i < 20_000; i++) db.create("/data/many", Task, { text: `item ${i} `.repeat(4) });
+    await db.flush();
+    expect((await db.stats()).engineMemoryBytes).toBeGreaterThan(before);
+    await db.close();
+  });
+});

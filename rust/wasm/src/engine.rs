@@ -126,6 +126,17 @@ impl Engine {
         self.replica.changed()
     }
 
+    /// Bytes of WebAssembly linear memory this engine's module holds: the
+    /// commit graphs, item values and indexes of every open repository
+    /// (memory only grows; freed space is reused, not returned).
+    #[wasm_bindgen(getter, js_name = memoryBytes)]
+    pub fn memory_bytes(&self) -> f64 {
+        #[cfg(target_arch = "wasm32")]
+        return (core::arch::wasm32::memory_size(0) * 65_536) as f64;
+        #[cfg(not(target_arch = "wasm32"))]
+        return 0.0;
+    }
+
     /// Makes everything written so far durable (the storage's flush).
     pub fn flush(&mut self) -> Result<(), JsValue> {
         self.replica.flush().map_err(|e| to_js(&e))
