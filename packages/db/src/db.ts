@@ -95,6 +95,9 @@ export class Database {
   private notifyScheduled = false;
   private seq = 0;
   private inFlight = new Map<number, Item[]>();
+  /** Items over all of `inFlight` (kept, not summed: status updates on
+   * every acknowledgement would otherwise cost O(batches in flight)). */
+  private inFlightItems = 0;
   /** Batches not yet durable, by sequence number: re-sent to a new engine
    * after a leader hand-over (re-applying a batch changes nothing). */
   private unsure = new Map<number, Uint8Array>();
@@ -168,9 +171,7 @@ export class Database {
   }
 
   private countPending(): number {
-    let n = this.outbox.size;
-    for (const items of this.inFlight.values()) n += items.length;
-    return n;
+    return this.outbox.size + this.inFlightItems;
   }
 
   private emitError(e: IbexError): void {
@@ -478,6 +479,7 @@ export class Database {
         return { repo: i.repo, key: i.key, ns: i.schema.ns, version: i.schema.version, changes };
       });
       this.inFlight.set(seq, items);
+      this.inFlightItems += items.length;
       const batch = writeMutations(ms);
       this.unsure.set(seq, batch.slice());
       this.channel.post({ t: "mutate", seq, batch });
@@ -618,6 +620,7 @@ export class Database {
       case "outcomes": {
         const items = this.inFlight.get(m.seq) ?? [];
         this.inFlight.delete(m.seq);
+        this.inFlightItems -= items.length;
         readOutcomes(m.bytes).forEach((o, i) => {
           const item = items[i];
           item?.acknowledged(m.seq);

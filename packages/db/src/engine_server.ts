@@ -130,6 +130,11 @@ export class EngineServer {
   /** The tab whose message is being handled. */
   private from = "self";
 
+  /** Whether any other tab may be listening. Without followers, the heads
+   * of this tab's writes (whole values: a long text on every keystroke) are
+   * neither encoded nor posted. */
+  hasFollowers: () => boolean = () => true;
+
   private send(msg: FromEngine): void {
     this.deliver(msg, this.from);
   }
@@ -305,8 +310,10 @@ export class EngineServer {
         const bytes = engine.mutate(msg.batch, Date.now());
         this.lastSeq.set(this.from, msg.seq);
         this.send({ t: "outcomes", seq: msg.seq, bytes });
-        const mutated = engine.mutatedHeads();
-        if (mutated.length > 1) this.deliver({ t: "changed", bytes: mutated }, { all: true, except: this.from });
+        if (this.from !== "self" || this.hasFollowers()) {
+          const mutated = engine.mutatedHeads();
+          if (mutated.length > 1) this.deliver({ t: "changed", bytes: mutated }, { all: true, except: this.from });
+        }
         this.sendChanged();
         this.sync?.afterMutate();
         this.scheduleFlush();

@@ -31,7 +31,11 @@ export class Item<F extends Fields = Fields> {
   revision = 0;
   private data = new Map<string, unknown>();
   private deletedFlag = false;
+  /** Writes sent but not acknowledged: `pending[pendingStart..]` (a queue
+   * without `shift()`, which is O(n) per call on long arrays: an editor
+   * typing faster than the engine answers would go quadratic). */
   private pending: PendingWrite[] = [];
+  private pendingStart = 0;
   private listeners = new Set<() => void>();
   private plain = new Map<string, { text: string; plain: boolean }>();
   /** @internal set while changes wait for the next batch. */
@@ -216,7 +220,14 @@ export class Item<F extends Fields = Fields> {
 
   /** @internal the engine processed every batch up to `seq`. */
   acknowledged(seq: number): void {
-    while (this.pending.length && this.pending[0]!.seq <= seq) this.pending.shift();
+    while (this.pendingStart < this.pending.length && this.pending[this.pendingStart]!.seq <= seq) this.pendingStart++;
+    if (this.pendingStart === this.pending.length) {
+      this.pending = [];
+      this.pendingStart = 0;
+    } else if (this.pendingStart > 1024 && this.pendingStart * 2 > this.pending.length) {
+      this.pending = this.pending.slice(this.pendingStart);
+      this.pendingStart = 0;
+    }
   }
 
   /** @internal a value from the engine (loaded, merged or remote). */
@@ -226,7 +237,7 @@ export class Item<F extends Fields = Fields> {
     this.data = new Map();
     for (const [k, v] of fields) this.data.set(k, fromWire(v));
     this.deletedFlag = deleted;
-    for (const p of this.pending) for (const c of p.changes) this.applyChange(c);
+    for (let i = this.pendingStart; i < this.pending.length; i++) for (const c of this.pending[i]!.changes) this.applyChange(c);
     if (this.queued) for (const c of this.queued) this.applyChange(c);
     if (!notify) {
       this.revision++;

@@ -125,8 +125,14 @@ export async function nodeEngineFactory(): Promise<EngineFactory> {
 export function inProcessChannel(f: EngineFactory, storage: StorageProvider): EngineChannel {
   let handler: (msg: FromEngine) => void = () => {};
   let closed = false;
-  const server = new EngineServer(f, storage, (msg) => queueMicrotask(() => !closed && handler(msg)));
-  // One tab only ("self"): every recipient is this thread.
+  // One tab only ("self"): every recipient is this thread, except for
+  // messages meant for the other tabs (heads of this tab's own writes,
+  // which re-applied here would redo every write still in flight).
+  const server = new EngineServer(f, storage, (msg, to) => {
+    if (typeof to === "object" && to.except === "self") return;
+    queueMicrotask(() => !closed && handler(msg));
+  });
+  server.hasFollowers = () => false;
   return {
     post: (msg: ToEngine) => queueMicrotask(() => server.handle(msg)),
     onMessage: (h) => {

@@ -57,8 +57,12 @@ scope.onmessage = async (e: MessageEvent<ToEngine | BootMessage>) => {
       };
       server = new EngineServer(factory, provider(msg), deliver, msg.server);
       const s = server;
+      // Set once another tab has shown up (followers never say goodbye).
+      let followers = false;
+      s.hasFollowers = () => followers;
       bc.onmessage = (e: MessageEvent<{ to?: string; from?: string; msg?: ToEngine; hello?: string }>) => {
         const d = e.data;
+        if (d.hello || d.from) followers = true;
         if (d.hello) bc.postMessage({ to: d.hello, msg: { t: "leader", leader: false } satisfies FromEngine });
         else if (d.to === "leader" && d.from && d.msg) s.handle(d.msg, d.from);
       };

@@ -20,6 +20,9 @@ pub struct Node {
     pub generation: u32,
     /// Number of delta hops to the nearest full value (0 for a full commit).
     pub depth: u16,
+    /// Body bytes of the delta commits on that path (0 for a full commit):
+    /// how much a replica reads and applies to rebuild this commit's value.
+    pub chain_bytes: u32,
 }
 
 pub type Nodes = HashMap<CommitId, Node>;
@@ -105,7 +108,7 @@ mod tests {
             .sign(&key)
             .unwrap();
             ids.insert(name.to_string(), c.id);
-            nodes.insert(c.id, Node { commit: StoredCommit::from_signed(&c), generation, depth: 0 });
+            nodes.insert(c.id, Node { commit: StoredCommit::from_signed(&c), generation, depth: 0, chain_bytes: 0 });
         }
         (nodes, ids)
     }

@@ -38,8 +38,13 @@ use crate::signing::{SessionId, SessionKey};
 use crate::storage::Storage;
 use crate::value::ItemData;
 
-/// Longest delta chain this replica writes before writing a full value.
-pub const WRITE_MAX_DEPTH: u16 = 32;
+/// Longest delta chain this replica writes before writing a full value
+/// (one below what others accept). Chains also end once their deltas add up
+/// to the full value's size (`choose_body`), so an item whose value is small
+/// next to its edits gets full values often, and a long text edited a few
+/// characters at a time gets one every ~255 edits, not one every few: on
+/// disk, history costs about the edits plus 1/255 of the full values.
+pub const WRITE_MAX_DEPTH: u16 = 255;
 /// Longest delta chain accepted from others.
 pub const ACCEPT_MAX_DEPTH: u16 = 256;
 /// Default bound on commits waiting for unknown parents.
@@ -355,9 +360,12 @@ impl Repository {
             }
             generation = generation.max(pn.generation);
         }
-        let depth = match c.delta_base() {
-            None => 0,
-            Some(base) => self.nodes[&base].depth + 1,
+        let (depth, chain_bytes) = match c.delta_base() {
+            None => (0, 0),
+            Some(base) => {
+                let b = &self.nodes[&base];
+                (b.depth + 1, b.chain_bytes.saturating_add(u32::try_from(c.body_len()).unwrap_or(u32::MAX)))
+            }
         };
         if depth > ACCEPT_MAX_DEPTH {
             return Err(Self::reject(&id, format!("delta chain longer than {ACCEPT_MAX_DEPTH}")));
@@ -377,7 +385,7 @@ impl Repository {
         let key = c.key.clone();
         let (ts, schema) = (c.timestamp, c.schema.clone());
         let parents: Vec<CommitId> = c.parents().collect();
-        self.nodes.insert(id, Node { commit: c, generation: generation + 1, depth });
+        self.nodes.insert(id, Node { commit: c, generation: generation + 1, depth, chain_bytes });
         self.digest.add(&id);
         let nodes = &self.nodes;
         let item = self.items.entry(key.clone()).or_default();
@@ -596,7 +604,7 @@ impl Repository {
                 change::encode(&mut d, &changes);
                 let mut f = crate::codec::Writer::new();
                 crate::value::encode_fields(&mut f, &data.fields);
-                if d.len() * 100 <= f.len() * 85 {
+                if d.len() * 100 <= f.len() * 85 && node.chain_bytes as usize + d.len() <= f.len() {
                     return Ok(Body::Delta { base: *base, changes });
                 }
             }

@@ -132,6 +132,11 @@ impl StoredCommit {
         Some(CommitId(id))
     }
 
+    /// Encoded size of the body (a full value, or a delta's base and changes).
+    pub fn body_len(&self) -> usize {
+        self.commit_bytes().len().saturating_sub(self.body_at as usize)
+    }
+
     /// For a full commit, `deleted ‖ fields` exactly as encoded — which is
     /// also how a head value is sent to the main thread, so the common case
     /// needs no decoding at all.

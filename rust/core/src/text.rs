@@ -25,13 +25,35 @@ pub struct Splice {
     pub insert: String,
 }
 
+/// Length in bytes of the longest common prefix of `a` and `b` that ends on
+/// a character boundary of both.
+fn common_prefix(a: &str, b: &str) -> usize {
+    let n = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    // Equal bytes up to `n`: a boundary in `a` is one in `b`.
+    (0..=n).rev().find(|&i| a.is_char_boundary(i)).unwrap_or(0)
+}
+
+/// Length in bytes of the longest common suffix of `a` and `b` that starts
+/// on a character boundary of both.
+fn common_suffix(a: &str, b: &str) -> usize {
+    let n = a.bytes().rev().zip(b.bytes().rev()).take_while(|(x, y)| x == y).count();
+    (0..=n).rev().find(|&i| a.is_char_boundary(a.len() - i)).unwrap_or(0)
+}
+
 /// The splices that turn `base` into `new`.
+///
+/// The common prefix and suffix are stripped first (byte comparisons), so
+/// an edit in a long text diffs only the characters around it; Myers runs
+/// on what is left.
 pub fn diff(base: &str, new: &str) -> Vec<Splice> {
     if base == new {
         return Vec::new();
     }
-    let a: Vec<char> = base.chars().collect();
-    let b: Vec<char> = new.chars().collect();
+    let pre = common_prefix(base, new);
+    let suf = common_suffix(&base[pre..], &new[pre..]);
+    let offset = base[..pre].chars().count();
+    let a: Vec<char> = base[pre..base.len() - suf].chars().collect();
+    let b: Vec<char> = new[pre..new.len() - suf].chars().collect();
     let mut out: Vec<Splice> = Vec::new();
     // Insert ops from `similar` do not carry a reliable base position, so the
     // position in the base is tracked from the ops that consume base text.
@@ -48,6 +70,7 @@ pub fn diff(base: &str, new: &str) -> Vec<Splice> {
         };
         old_pos = pos + del;
         let insert: String = b[ins].iter().collect();
+        let pos = pos + offset;
         match out.last_mut() {
             // Adjacent edits become one splice (canonical form).
             Some(last) if (last.pos + last.delete) as usize == pos => {
@@ -81,17 +104,34 @@ pub fn check(splices: &[Splice], base_len: usize) -> std::result::Result<(), Str
 
 /// Applies splices made against `base`. External input: every position is
 /// checked, nothing panics.
+///
+/// Works on bytes: character positions become byte offsets by walking the
+/// text once (not at all for ASCII), so a keystroke in a long text costs a
+/// copy of it, not a decode into characters.
 pub fn apply(base: &str, splices: &[Splice]) -> std::result::Result<String, String> {
-    let chars: Vec<char> = base.chars().collect();
-    check(splices, chars.len())?;
+    let ascii = base.is_ascii();
+    check(splices, if ascii { base.len() } else { base.chars().count() })?;
     let mut out = String::with_capacity(base.len() + splices.iter().map(|s| s.insert.len()).sum::<usize>());
+    // (character position, byte offset) reached so far in `base`.
+    let mut cursor = (0usize, 0usize);
+    let mut byte_of = |pos: usize| -> usize {
+        if ascii {
+            return pos;
+        }
+        let (cp, cb) = cursor;
+        // `check` bounded every position by the character count.
+        let b = base[cb..].char_indices().nth(pos - cp).map_or(base.len(), |(i, _)| cb + i);
+        cursor = (pos, b);
+        b
+    };
     let mut at = 0usize;
     for s in splices {
-        out.extend(&chars[at..s.pos as usize]);
+        let from = byte_of(s.pos as usize);
+        out.push_str(&base[at..from]);
         out.push_str(&s.insert);
-        at = (s.pos + s.delete) as usize;
+        at = byte_of((s.pos + s.delete) as usize);
     }
-    out.extend(&chars[at..]);
+    out.push_str(&base[at..]);
     Ok(out)
 }
 
@@ -209,7 +249,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn diff_then_apply_roundtrips(a in "[abc é]{0,40}", b in "[abc é]{0,40}") {
+        fn diff_then_apply_roundtrips(a in "[abc é🐐]{0,40}", b in "[abc é🐐]{0,40}") {
             let d = diff(&a, &b);
             prop_assert!(check(&d, a.chars().count()).is_ok());
             prop_assert_eq!(apply(&a, &d).unwrap(), b.clone());
