@@ -187,8 +187,33 @@ export class Query<F extends Fields = Fields> {
     for (const l of [...this.listeners]) l();
   }
 
-  /** @internal adds every item (after the source loaded). */
-  rebuild(items: Iterable<Item<F>>): void {
-    for (const it of items) this.update(it);
+  /** @internal adds many items at once (a new query, a loaded slice):
+   * members are re-evaluated one by one; new matches are sorted together
+   * and merged into the results in one pass, O(n + k log k). */
+  insertMany(items: Iterable<Item<F>>): void {
+    if (this.closed) return;
+    const fresh: Item<F>[] = [];
+    for (const it of items) {
+      if (this.member.has(it)) this.update(it);
+      else if (this.accepts(it)) fresh.push(it);
+    }
+    if (fresh.length === 0) return;
+    for (const it of fresh) {
+      this.placedKey.set(it, this.sortKey(it));
+      this.member.add(it);
+    }
+    fresh.sort(this.compare);
+    const old = this.matches;
+    const out: Item<F>[] = new Array(old.length + fresh.length);
+    let i = 0;
+    let j = 0;
+    let k = 0;
+    while (i < old.length && j < fresh.length) out[k++] = this.compare(old[i]!, fresh[j]!) <= 0 ? old[i++]! : fresh[j++]!;
+    while (i < old.length) out[k++] = old[i++]!;
+    while (j < fresh.length) out[k++] = fresh[j++]!;
+    this.matches = out;
+    this.cached = null;
+    this.markDirty();
+    for (const d of this.dependents) d.insertMany(fresh);
   }
 }

@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 
 import type { Item } from "../src/index.js";
-import { Task, openDb, settle } from "./helpers.js";
+import { Task, openDb, settle, tempDir } from "./helpers.js";
 
 function rng(seed: number) {
   let s = seed >>> 0 || 1;
@@ -112,6 +112,38 @@ describe("queries", () => {
     await again.open("/data/later");
     expect(q.loading).toBe(false);
     expect(q.count).toBe(25);
+    await again.close();
+  });
+});
+
+describe("queries over a loading repository", () => {
+  it("hold every match in order once thousands of items load, whatever order heads arrive in", async () => {
+    const dir = tempDir();
+    const db = await openDb({ storage: { dir } });
+    const keys: string[] = [];
+    for (let i = 0; i < 5_000; i++) {
+      // Keys whose path order differs from creation order.
+      const key = `k${(i * 7919) % 5_000}`;
+      keys.push(key);
+      db.create("/data/load", Task, { text: `t${i}`, prio: (i * 31) % 97 }, { key });
+    }
+    await db.flush();
+    await db.close();
+    const again = await openDb({ storage: { dir } });
+    // Created before the repository loads: filled slice by slice.
+    const byPath = again.query({ source: "/data/load", schema: Task });
+    const byPrio = again.query({ source: "/data/load", schema: Task, sortBy: "prio", where: (t) => t.get("prio")! % 2 === 0 });
+    const refined = again.query({ source: byPrio, where: (t) => t.get("prio")! < 10 });
+    await again.open("/data/load");
+    expect(byPath.results.map((t) => t.key)).toEqual([...keys].sort());
+    const prios = byPrio.results.map((t) => t.get("prio")!);
+    expect(prios).toEqual([...prios].sort((a, b) => a - b));
+    expect(byPrio.count).toBe(again.keys("/data/load").filter((k) => again.item<typeof Task.fields>(`/data/load/${k}`)!.get("prio")! % 2 === 0).length);
+    expect(refined.results.every((t) => t.get("prio")! < 10 && t.get("prio")! % 2 === 0)).toBe(true);
+    expect(refined.count).toBe(byPrio.results.filter((t) => t.get("prio")! < 10).length);
+    // A query made after loading agrees with the one filled while loading.
+    const after = again.query({ source: "/data/load", schema: Task, sortBy: "prio", where: (t) => t.get("prio")! % 2 === 0 });
+    expect(after.results).toEqual(byPrio.results);
     await again.close();
   });
 });
