@@ -16,6 +16,7 @@ export {
   type FieldType,
   type FieldTypes,
   type FieldValue,
+  type TextFields,
   type Fields,
   type FieldsOf,
   type InitData,

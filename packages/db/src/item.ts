@@ -10,6 +10,7 @@ import {
   type Fields,
   type ItemData,
   type Schema,
+  type TextFields,
   fromWire,
   isEmptyCollection,
   sameValue,
@@ -88,7 +89,7 @@ export class Item<F extends Fields = Fields> {
    * concurrent edits elsewhere in the text merge with it. Throws
    * ERR_VALIDATION (changing nothing) if the field is not a text field or
    * the range is outside the text or splits a surrogate pair. */
-  splice<K extends keyof F & string>(field: K, index: number, deleteCount: number, insert = ""): void {
+  splice(field: TextFields<F>, index: number, deleteCount: number, insert = ""): void {
     const def = this.schemaRef.fields[field];
     if (!def) throw validationError(this.schemaRef, field, "unknown field: the schema does not declare it");
     if (def.type !== "text") throw validationError(this.schemaRef, field, `splice needs a text field; this one is ${def.type}`);

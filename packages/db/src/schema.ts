@@ -63,6 +63,9 @@ export type InitData<F extends Fields> = { [K in RequiredKeys<F>]: FieldTypes[F[
 /** A plain snapshot of an item's fields. */
 export type ItemData<F extends Fields> = { [K in keyof F]: FieldValue<F, K> };
 
+/** Names of the `text` fields of `F` (what `item.splice` edits). */
+export type TextFields<F extends Fields> = { [K in keyof F & string]: F[K]["type"] extends "text" ? K : never }[keyof F & string];
+
 export type FieldsOf<S> = S extends Schema<infer F> ? F : never;
 
 const NS = /^[A-Za-z0-9_.-]{1,64}$/;

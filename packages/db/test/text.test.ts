@@ -57,7 +57,7 @@ describe("text splices", () => {
     expect(code(() => item.splice("notes", 1, 3))).toBe("ERR_VALIDATION");
     expect(code(() => item.splice("notes", -1, 0, "x"))).toBe("ERR_VALIDATION");
     expect(code(() => item.splice("notes", 0.5, 0, "x"))).toBe("ERR_VALIDATION");
-    // @ts-expect-error a string field is not a text field
+    // @ts-expect-error a string field is not a text field (types say so too)
     expect(code(() => item.splice("text", 0, 0, "x"))).toBe("ERR_VALIDATION");
     // @ts-expect-error an unknown field
     expect(code(() => item.splice("nope", 0, 0, "x"))).toBe("ERR_VALIDATION");
