@@ -48,6 +48,7 @@ const p95 = (xs) => {
 };
 const fmt = (ms) =>
   ms === undefined ? "—" : ms >= 100 ? `${ms.toFixed(0)} ms` : ms >= 1 ? `${ms.toFixed(2)} ms` : ms >= 0.001 ? `${(ms * 1000).toFixed(1)} µs` : `${(ms * 1e6).toFixed(0)} ns`;
+const mb = (b) => (b === undefined ? "—" : b < 2 ** 20 ? `${(b / 1024).toFixed(1)} KB` : `${(b / 2 ** 20).toFixed(1)} MB`);
 const ratio = (a, b) => (a === undefined || b === undefined || b === 0 ? "—" : `${(a / b).toFixed(a / b < 0.1 ? 3 : 2)}×`);
 
 function largestWasm(dir) {
@@ -327,7 +328,6 @@ function report(r) {
     lines.push("Peers: not measured for W2 (TinyBase has no live filtered queries over rows of this shape without its queries module; to be added).", "");
   }
   if (r.w3) {
-    const mb = (b) => (b === undefined ? "—" : `${(b / 2 ** 20).toFixed(1)} MB`);
     const cell = (row, k) => (row?.error ? "failed" : row?.[k]?.length ? `${fmt(median(row[k]))} (${fmt(p95(row[k]))})` : "—");
     lines.push("## W3 — cold start (browser, OPFS / IndexedDB)", "");
     lines.push(`A page load with N items already persisted (same schema as W1). Times count from navigation start, so they include loading the code and compiling the WASM module. First = 50 rows of a query are available; all = every item is in memory (Ibex's mirror, TinyBase's store, Dexie's rows read into an array; Dexie's first result does not need them loaded). Longest task = the longest main-thread task (the Long Tasks API reports only tasks over 50 ms, so 0 means none). ${r.config.coldRuns} load(s) per cell, median (p95).`, "");
@@ -396,7 +396,6 @@ function report(r) {
     lines.push("## W4 — history stress: the B4 editing trace (Node)", "");
     lines.push(`${rows[0].edits.toLocaleString("en")} single-character edits of the automerge paper applied to one text (Ibex: \`item.splice\` on a \`text\` field, log in fsync'd files; Loro: LoroText; Automerge: \`splice\`), one commit per edit and one per 1,000 edits; the final text is checked against the trace. Bytes = what is kept: Ibex's log files (every commit signed and content-addressed), Loro's and Automerge's saved snapshots. Reopen = open that and read the text, in a fresh process; memory = growth of the process's resident memory from before the reopen. Apply runs once (it is the long part); ${r.config.reopens} reopen(s), median.`, "");
     lines.push("| mode | measure | Ibex | Loro | Automerge | Ibex / Loro | target | met |", "|---|---|---|---|---|---|---|---|");
-    const mb = (b) => (b < 2 ** 20 ? `${(b / 1024).toFixed(1)} KB` : `${(b / 2 ** 20).toFixed(1)} MB`);
     for (const mode of ["edit", "batch"]) {
       const [i, l, a] = ["ibex", "loro", "automerge"].map((impl) => get(impl, mode));
       if (!i || !l || !a) continue;

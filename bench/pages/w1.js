@@ -6,9 +6,9 @@
 // committed transaction). Operations far below the browser's timer
 // resolution repeat `reps` times inside one sample and report the mean.
 
-const OPS = ["createInstance", "openEmpty", "openBig", "createItem", "readById", "update", "bulkCreate100", "bulkRead100", "readAll", "simpleQuery", "complexQuery", "count", "keys"];
+import { ibexSchema, row } from "./data.js";
 
-const row = (i) => ({ title: `Item ${i}`, count: i % 100, tags: i % 3 === 0 ? ["x", "y"] : ["y"] });
+const OPS = ["createInstance", "openEmpty", "openBig", "createItem", "readById", "update", "bulkCreate100", "bulkRead100", "readAll", "simpleQuery", "complexQuery", "count", "keys"];
 
 async function timed(fn, reps = 1) {
   const t0 = performance.now();
@@ -24,8 +24,7 @@ function timedSync(fn, reps = 1) {
 
 // ---------------------------------------------------------------- Ibex ----
 async function ibex(big) {
-  const { IbexDB, defineSchema } = await import("/packages/db/dist/index.js");
-  const S = defineSchema({ ns: "bench", version: 1, fields: { title: { type: "string", required: true }, count: { type: "number" }, tags: { type: "set" } } });
+  const { IbexDB, S } = await ibexSchema();
   const open = (name) => IbexDB.open({ name, schemas: [S] });
   const make = (i) => ({ title: row(i).title, count: row(i).count, tags: new Set(row(i).tags) });
   // The big repository is written once, flushed, and the instance closed.
@@ -267,8 +266,7 @@ window.runW1 = async (impl, { big, runs, bigRuns }) => {
  * count in 4..99 to one outside every window). Latency = from the write to
  * the last affected subscriber being called. */
 window.runW2 = async ({ big, writes }) => {
-  const { IbexDB, defineSchema } = await import("/packages/db/dist/index.js");
-  const S = defineSchema({ ns: "bench", version: 1, fields: { title: { type: "string", required: true }, count: { type: "number" }, tags: { type: "set" } } });
+  const { IbexDB, S } = await ibexSchema();
   const db = await IbexDB.open({ name: "w2", schemas: [S] });
   for (let i = 0; i < big; i++) db.create("/data/w2", S, { title: `Item ${i}`, count: i % 100 }, { key: `k${i}` });
   await db.flush();

@@ -9,6 +9,8 @@
 // longest = the longest main-thread task (Long Tasks API: only tasks over
 // 50 ms are reported, so 0 means none was that long).
 
+import { ibexSchema, row } from "./data.js";
+
 const params = new URLSearchParams(location.search);
 const n = Number(params.get("n"));
 const longTasks = [];
@@ -16,14 +18,7 @@ new PerformanceObserver((list) => {
   for (const e of list.getEntries()) longTasks.push(e.duration);
 }).observe({ type: "longtask", buffered: true });
 
-const row = (i) => ({ title: `Item ${i}`, count: i % 100, tags: i % 3 === 0 ? ["x", "y"] : ["y"] });
 const name = (impl) => `w3-${impl}-${n}`;
-
-async function ibexSchema() {
-  const { IbexDB, defineSchema } = await import("/packages/db/dist/index.js");
-  const S = defineSchema({ ns: "bench", version: 1, fields: { title: { type: "string", required: true }, count: { type: "number" }, tags: { type: "set" } } });
-  return { IbexDB, S };
-}
 
 async function tinybaseOpen() {
   const { createStore } = await import("/bench/node_modules/tinybase/index.js");

@@ -510,8 +510,7 @@ export class Database {
   /** @internal an item's value changed: re-evaluate it in every live query. */
   itemChanged(item: Item): void {
     for (const q of this.queries) if (q.repo === item.repo && typeof q.options.source === "string") q.update(item);
-    const watchers = this.pathWatchers.get(item.path);
-    if (watchers) for (const w of [...watchers]) w();
+    this.notifyWatchers(item);
   }
 
   /** @internal */
@@ -566,12 +565,12 @@ export class Database {
    * arrive in another order than the query's. */
   private itemsLoaded(repo: string, items: Item[]): void {
     for (const q of this.queries) if (q.repo === repo && typeof q.options.source === "string") q.insertMany(items);
-    if (this.pathWatchers.size) {
-      for (const item of items) {
-        const watchers = this.pathWatchers.get(item.path);
-        if (watchers) for (const w of [...watchers]) w();
-      }
-    }
+    if (this.pathWatchers.size) for (const item of items) this.notifyWatchers(item);
+  }
+
+  private notifyWatchers(item: Item): void {
+    const watchers = this.pathWatchers.get(item.path);
+    if (watchers) for (const w of [...watchers]) w();
   }
 
   /** A different engine serves this tab now (leader hand-over): re-send

@@ -201,8 +201,7 @@ export class Item<F extends Fields = Fields> {
       }
       case "text": {
         const cur = (this.data.get(c.field) as string | undefined) ?? "";
-        const known = this.plain.get(c.field);
-        const plain = known && known.text === cur ? known.plain : !hasSurrogates(cur);
+        const plain = this.plainText(c.field, cur);
         const next = applySplices(cur, c.splices, plain);
         this.plain.set(c.field, { text: next, plain: plain && c.splices.every((s) => !hasSurrogates(s.insert)) });
         if (next !== "" || this.data.has(c.field)) this.data.set(c.field, next);
