@@ -66,12 +66,12 @@ const IMPLS = {
     };
   },
   async loro(W) {
-    const { LoroDoc } = await import("loro-crdt");
+    const { LoroDoc, LoroMap } = await import("loro-crdt");
     const base = new LoroDoc();
     base.setPeerId(1n);
     const m = base.getMap("item");
     m.set("title", "base");
-    m.setContainer("tags", new (await import("loro-crdt")).LoroMap()).set("base", true);
+    m.setContainer("tags", new LoroMap()).set("base", true);
     base.commit();
     const snapshot = base.export({ mode: "snapshot" });
     const baseVersion = base.oplogVersion();
