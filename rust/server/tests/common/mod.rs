@@ -185,14 +185,20 @@ impl Client {
         true
     }
 
-    /// Reconciles the sessions and the application repository until both
-    /// sides agree.
+    /// Reconciles the sessions, then the application repository, until
+    /// both sides agree. Certificates first, as the browser engine does:
+    /// otherwise commits can arrive before their writer's certificate and
+    /// be refused (ERR_UNKNOWN_SESSION) until a later round re-sends them.
     pub async fn sync(&mut self) {
         let s = self.sessions_rec.start(&self.sessions);
         self.send(&s).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.sessions_rec.is_synced() {
+            assert!(Instant::now() < deadline, "sessions did not sync; errors: {:?}", self.errors);
+            assert!(self.receive_one(Duration::from_secs(5)).await || self.ws.is_some(), "connection ended");
+        }
         let start = self.rec.start(&self.repo);
         self.send(&start).await;
-        let deadline = Instant::now() + Duration::from_secs(10);
         while !(self.rec.is_synced() && self.sessions_rec.is_synced()) {
             assert!(Instant::now() < deadline, "sync did not finish; errors: {:?}", self.errors);
             assert!(self.receive_one(Duration::from_secs(5)).await || self.ws.is_some(), "connection ended");
