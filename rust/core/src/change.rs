@@ -106,6 +106,14 @@ fn type_err(field: &str, op: &str, found: &Value) -> String {
 /// fit the value it modifies.
 pub fn apply(base: &ItemData, changes: &[Change]) -> std::result::Result<ItemData, String> {
     let mut out = base.clone();
+    apply_in_place(&mut out, changes)?;
+    Ok(out)
+}
+
+/// Applies changes to `out` in place: what a delta chain uses, so that
+/// replaying N deltas over a large value copies it once, not N times. On
+/// error `out` is left partly changed; callers discard it.
+pub fn apply_in_place(out: &mut ItemData, changes: &[Change]) -> std::result::Result<(), String> {
     for c in changes {
         match c {
             Change::Deleted(d) => out.deleted = *d,
@@ -134,17 +142,18 @@ pub fn apply(base: &ItemData, changes: &[Change]) -> std::result::Result<ItemDat
                 }
             }
             Change::Text { field, splices } => {
+                let existed = out.fields.contains_key(field);
                 let cur = out.fields.entry(field.clone()).or_insert_with(|| Value::Text(String::new()));
                 let Value::Text(s) = cur else { return Err(type_err(field, "text splice", cur)) };
                 *s = text::apply(s, splices).map_err(|e| format!("text splice on field `{field}`: {e}"))?;
-                if s.is_empty() && !base.fields.contains_key(field) {
+                if s.is_empty() && !existed {
                     out.fields.remove(field);
                 }
             }
         }
     }
     out.normalize();
-    Ok(out)
+    Ok(())
 }
 
 const C_PUT: u8 = 1;

@@ -50,6 +50,11 @@ impl CommitId {
         hex::encode(self.0)
     }
 
+    /// The first 8 bytes (acknowledgements name commits by them).
+    pub fn prefix(&self) -> [u8; 8] {
+        self.0[..8].try_into().expect("8 bytes")
+    }
+
     pub fn from_hex(s: &str) -> Result<Self> {
         let mut out = [0u8; 32];
         hex::decode_to_slice(s, &mut out).map_err(|_| Error::decode(format!("`{s}` is not a 64-character hex commit id"), 0))?;
@@ -74,7 +79,10 @@ impl fmt::Debug for CommitId {
 pub enum Body {
     Full(Arc<ItemData>),
     /// Changes against `base`, which must be one of the commit's parents.
-    Delta { base: CommitId, changes: Vec<Change> },
+    Delta {
+        base: CommitId,
+        changes: Vec<Change>,
+    },
 }
 
 /// An unsigned commit.
@@ -276,15 +284,7 @@ mod tests {
     }
 
     pub(crate) fn sample(body: Body, parents: Vec<CommitId>) -> Commit {
-        Commit {
-            repo: RepoPath::parse("/data/todos").unwrap(),
-            key: "k1".into(),
-            parents,
-            timestamp: 1_700_000_000_000,
-            session: key().id(),
-            schema: SchemaId::new("task", 1),
-            body,
-        }
+        Commit { repo: RepoPath::parse("/data/todos").unwrap(), key: "k1".into(), parents, timestamp: 1_700_000_000_000, session: key().id(), schema: SchemaId::new("task", 1), body }
     }
 
     fn full() -> Body {

@@ -81,6 +81,24 @@ pub enum Error {
     /// request the verifier refused.
     #[error("Login failed: {0}")]
     Login(String),
+
+    /// A limit on what one client may use (repositories, connections,
+    /// pending commits, work per frame, login links, …) was reached.
+    #[error("Quota exceeded: {0}")]
+    Quota(String),
+
+    /// A commit stamped too far in the future, or before its session's
+    /// certificate was issued.
+    #[error("Clock: {0}")]
+    Clock(String),
+
+    /// The peer speaks a protocol version this build does not.
+    #[error("Protocol version: {0}")]
+    Version(String),
+
+    /// The other side stopped answering (heartbeat), or took too long.
+    #[error("Timeout: {0}")]
+    Timeout(String),
 }
 
 impl Error {
@@ -104,6 +122,10 @@ impl Error {
             Error::SessionExpired { .. } => "ERR_SESSION_EXPIRED",
             Error::Handshake(_) => "ERR_HANDSHAKE",
             Error::Login(_) => "ERR_LOGIN",
+            Error::Quota(_) => "ERR_QUOTA",
+            Error::Clock(_) => "ERR_CLOCK",
+            Error::Version(_) => "ERR_VERSION",
+            Error::Timeout(_) => "ERR_TIMEOUT",
         }
     }
 
@@ -148,6 +170,10 @@ mod tests {
             Error::SessionExpired { session: "s".into(), expired: 1, at: 2 },
             Error::Handshake("h".into()),
             Error::Login("l".into()),
+            Error::Quota("q".into()),
+            Error::Clock("c".into()),
+            Error::Version("v".into()),
+            Error::Timeout("t".into()),
         ];
         let mut codes: Vec<_> = all.iter().map(Error::code).collect();
         assert!(codes.iter().all(|c| c.starts_with("ERR_")));

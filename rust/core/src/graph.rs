@@ -23,6 +23,10 @@ pub struct Node {
     /// Body bytes of the delta commits on that path (0 for a full commit):
     /// how much a replica reads and applies to rebuild this commit's value.
     pub chain_bytes: u32,
+    /// Upper bound of the encoded size of this commit's value: the full
+    /// value at the chain's root plus the deltas on the way (what rebuilding
+    /// it copies).
+    pub value_bytes: u32,
 }
 
 pub type Nodes = HashMap<CommitId, Node>;
@@ -108,7 +112,7 @@ mod tests {
             .sign(&key)
             .unwrap();
             ids.insert(name.to_string(), c.id);
-            nodes.insert(c.id, Node { commit: StoredCommit::from_signed(&c), generation, depth: 0, chain_bytes: 0 });
+            nodes.insert(c.id, Node { commit: StoredCommit::from_signed(&c), generation, depth: 0, chain_bytes: 0, value_bytes: 0 });
         }
         (nodes, ids)
     }

@@ -11,17 +11,16 @@
 //! [`schema`], [`path`] → [`text`], [`change`], [`merge`] → [`signing`],
 //! [`commit`] → [`graph`] (one item's DAG) → [`repository`] (all items of a
 //! repository, local writes, history) → [`log`] + [`storage`] (persistence);
-//! [`bloom`] + [`sync`] reconcile a repository between two peers;
+//! [`sync`] is the protocol between replicas and servers (handshake,
+//! reconciliation by rateless IBLTs, live commits, acknowledgements);
 //! [`rules`] + [`trust`] decide which commits may enter a replica and who
-//! may read what; [`handshake`] proves who is on a connection.
+//! may read what.
 
-pub mod bloom;
 pub mod change;
 pub mod codec;
 pub mod commit;
 pub mod error;
 pub mod graph;
-pub mod handshake;
 pub mod log;
 pub mod merge;
 pub mod path;
@@ -40,7 +39,7 @@ pub use change::Change;
 pub use commit::{Body, Commit, CommitId, SignedCommit};
 pub use error::{Error, Result};
 pub use path::{ItemPath, RepoPath};
-pub use repository::{Head, HistoryEntry, Inserted, LoadReport, Repository, SetDigest};
+pub use repository::{Head, HistoryEntry, Inserted, LoadReport, Owner, PendingLimits, Repository, SetDigest};
 pub use rules::{Access, Principal, Rules};
 pub use schema::{FieldDef, FieldType, Registry, Schema, SchemaId, UpgradeStep};
 pub use signing::{SessionId, SessionKey};

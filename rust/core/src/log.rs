@@ -20,7 +20,8 @@
 //!   file is left untouched.
 //!
 //! Appends are buffered in memory and written on [`Log::flush`] (or when the
-//! buffer grows past [`WRITE_BUFFER`]); `flush` then makes them durable.
+//! buffer grows past [`WRITE_BUFFER`]); `flush` then makes them durable, and
+//! a failed flush is retried whole (see [`Log`]).
 
 use crate::error::{Error, Result};
 use crate::storage::Storage;
@@ -155,10 +156,26 @@ fn check_header(buf: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Most bytes kept in memory while storage refuses them (a full disk):
+/// beyond this, appends fail and the commits they carry are refused.
+pub const MAX_UNSYNCED: usize = 64 << 20;
+
 /// An open log: appends framed records, flushes them durably.
+///
+/// Everything appended since the last successful flush stays in memory
+/// until a flush succeeds. A write or `fsync` that fails (`ENOSPC`, `EIO`)
+/// leaves the file in an unknown state — after a failed `fsync` the kernel
+/// may have dropped the dirty pages and report success next time — so the
+/// next flush first cuts the file back to what was durable and writes
+/// everything again.
 pub struct Log {
     storage: Box<dyn Storage>,
-    buffer: Vec<u8>,
+    unsynced: Vec<u8>,
+    /// How many bytes of `unsynced` are written to storage.
+    written: usize,
+    /// Length of the file after the last successful flush.
+    durable: u64,
+    failed: bool,
 }
 
 impl Log {
@@ -167,39 +184,66 @@ impl Log {
     pub fn open(mut storage: Box<dyn Storage>) -> Result<(Log, Vec<u8>, Scan)> {
         let buf = storage.read_all()?;
         let scan = scan(&buf)?;
+        let mut durable = buf.len() as u64;
         if buf.len() < HEADER_LEN {
             storage.truncate(0)?;
             storage.append(&header())?;
             storage.flush()?;
+            durable = HEADER_LEN as u64;
         } else if scan.truncated_bytes > 0 {
-            storage.truncate(buf.len() as u64 - scan.truncated_bytes)?;
+            durable = buf.len() as u64 - scan.truncated_bytes;
+            storage.truncate(durable)?;
         }
-        Ok((Log { storage, buffer: Vec::new() }, buf, scan))
+        Ok((Log { storage, unsynced: Vec::new(), written: 0, durable, failed: false }, buf, scan))
     }
 
     pub fn append(&mut self, kind: u8, data: &[u8]) -> Result<()> {
         if data.len() + 1 > MAX_RECORD {
             return Err(Error::Storage(format!("record of {} bytes exceeds the {MAX_RECORD}-byte limit", data.len())));
         }
-        self.buffer.extend_from_slice(&frame(kind, data));
-        if self.buffer.len() >= WRITE_BUFFER {
-            self.write_buffer()?;
+        if self.failed && self.unsynced.len() + data.len() > MAX_UNSYNCED {
+            return Err(Error::Storage(format!("storage keeps failing and {} MiB wait to be written; refusing more until it recovers", self.unsynced.len() >> 20)));
+        }
+        self.unsynced.extend_from_slice(&frame(kind, data));
+        if !self.failed && self.unsynced.len() - self.written >= WRITE_BUFFER {
+            // Errors surface at the next flush, which rewrites everything.
+            let _ = self.write_pending();
         }
         Ok(())
     }
 
-    fn write_buffer(&mut self) -> Result<()> {
-        if !self.buffer.is_empty() {
-            self.storage.append(&self.buffer)?;
-            self.buffer.clear();
+    fn write_pending(&mut self) -> Result<()> {
+        if self.written < self.unsynced.len() {
+            if let Err(e) = self.storage.append(&self.unsynced[self.written..]) {
+                self.failed = true;
+                return Err(e);
+            }
+            self.written = self.unsynced.len();
         }
         Ok(())
     }
 
     /// Writes buffered records and makes them durable.
     pub fn flush(&mut self) -> Result<()> {
-        self.write_buffer()?;
-        self.storage.flush()
+        if self.failed {
+            self.storage.truncate(self.durable)?;
+            self.written = 0;
+            self.failed = false;
+        }
+        self.write_pending()?;
+        if let Err(e) = self.storage.flush() {
+            self.failed = true;
+            return Err(e);
+        }
+        self.durable += self.unsynced.len() as u64;
+        self.unsynced.clear();
+        self.written = 0;
+        Ok(())
+    }
+
+    /// Bytes appended but not yet durable.
+    pub fn unsynced(&self) -> usize {
+        self.unsynced.len()
     }
 }
 
@@ -265,6 +309,62 @@ mod tests {
         let mut newer = header().to_vec();
         newer[8] = 2;
         assert!(Log::open(Box::new(MemStorage::from_bytes(newer))).err().unwrap().to_string().contains("newer"));
+    }
+
+    /// Storage that fails writes or flushes on demand.
+    struct Flaky {
+        inner: MemStorage,
+        fail_append: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        fail_flush: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Storage for Flaky {
+        fn len(&mut self) -> Result<u64> {
+            self.inner.len()
+        }
+        fn read_at(&mut self, o: u64, b: &mut [u8]) -> Result<usize> {
+            self.inner.read_at(o, b)
+        }
+        fn append(&mut self, d: &[u8]) -> Result<()> {
+            if self.fail_append.load(std::sync::atomic::Ordering::SeqCst) {
+                // Half written, as a full disk does.
+                self.inner.append(&d[..d.len() / 2])?;
+                return Err(Error::Storage("No space left on device (os error 28)".into()));
+            }
+            self.inner.append(d)
+        }
+        fn flush(&mut self) -> Result<()> {
+            if self.fail_flush.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::Storage("Input/output error (os error 5)".into()));
+            }
+            self.inner.flush()
+        }
+        fn truncate(&mut self, len: u64) -> Result<()> {
+            self.inner.truncate(len)
+        }
+    }
+
+    #[test]
+    fn a_failed_write_or_flush_is_retried_whole_and_loses_nothing() {
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        let mem = MemStorage::new();
+        let (fa, ff) = (std::sync::Arc::new(AtomicBool::new(false)), std::sync::Arc::new(AtomicBool::new(false)));
+        let (mut log, _, _) = Log::open(Box::new(Flaky { inner: mem.clone(), fail_append: fa.clone(), fail_flush: ff.clone() })).unwrap();
+        log.append(KIND_COMMIT, b"one").unwrap();
+        log.flush().unwrap();
+        fa.store(true, SeqCst);
+        log.append(KIND_COMMIT, b"two").unwrap();
+        assert_eq!(log.flush().unwrap_err().code(), "ERR_STORAGE");
+        fa.store(false, SeqCst);
+        ff.store(true, SeqCst);
+        log.append(KIND_COMMIT, b"three").unwrap();
+        assert!(log.flush().is_err());
+        ff.store(false, SeqCst);
+        log.flush().unwrap();
+        let bytes = mem.crash().bytes();
+        let s = scan(&bytes).unwrap();
+        assert_eq!(payloads(&s, &bytes), vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+        assert!(s.corrupt.is_empty() && s.truncated_bytes == 0, "the half-written record was cut before the rewrite");
     }
 
     #[test]

@@ -56,10 +56,7 @@ fn merge_field(b: Option<&Value>, x: Option<&Value>, y: Option<&Value>) -> Optio
         && let (Some(mb), Some(mx), Some(my)) = (as_map(b, &empty_map), as_map(x, &empty_map), as_map(y, &empty_map))
     {
         let keys: BTreeSet<&String> = mb.keys().chain(mx.keys()).chain(my.keys()).collect();
-        let merged = keys
-            .into_iter()
-            .filter_map(|k| primitive(mb.get(k), mx.get(k), my.get(k)).map(|v| (k.clone(), v.clone())))
-            .collect();
+        let merged = keys.into_iter().filter_map(|k| primitive(mb.get(k), mx.get(k), my.get(k)).map(|v| (k.clone(), v.clone()))).collect();
         return Some(Value::Map(merged));
     }
     if any_is(|v| matches!(v, Value::Text(_)))

@@ -113,14 +113,9 @@ mod tests {
 
     #[test]
     fn invalid_paths_say_why() {
-        for (p, why) in [
-            ("data/todos", "start with"),
-            ("/data", "two segments"),
-            ("/data/todos/x", "two segments"),
-            ("/data/to do", "contains ` `"),
-            ("//todos", "type is empty"),
-            ("/data/..", "cannot be"),
-        ] {
+        for (p, why) in
+            [("data/todos", "start with"), ("/data", "two segments"), ("/data/todos/x", "two segments"), ("/data/to do", "contains ` `"), ("//todos", "type is empty"), ("/data/..", "cannot be")]
+        {
             let e = RepoPath::parse(p).unwrap_err();
             assert!(e.to_string().contains(why), "{p}: {e}");
             assert_eq!(e.code(), "ERR_PATH");

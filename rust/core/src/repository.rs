@@ -27,7 +27,6 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::change::{self, Change};
 use crate::commit::{Body, Commit, CommitId, SignedCommit};
-use crate::stored::StoredCommit;
 use crate::error::{Error, Result};
 use crate::graph::{Node, Nodes, lowest_common_ancestor};
 use crate::log::{Corruption, Log};
@@ -36,6 +35,7 @@ use crate::path::{RepoPath, check_key};
 use crate::schema::{Registry, SchemaId};
 use crate::signing::{SessionId, SessionKey};
 use crate::storage::Storage;
+use crate::stored::StoredCommit;
 use crate::value::ItemData;
 
 /// Longest delta chain this replica writes before writing a full value
@@ -49,6 +49,8 @@ pub const WRITE_MAX_DEPTH: u16 = 255;
 pub const ACCEPT_MAX_DEPTH: u16 = 256;
 /// Default bound on commits waiting for unknown parents.
 pub const DEFAULT_MAX_PENDING: usize = 10_000;
+/// Default bound on the bytes of commits waiting for unknown parents.
+pub const DEFAULT_MAX_PENDING_BYTES: usize = 64 << 20;
 
 /// The current value of an item.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,11 +106,56 @@ struct ItemState {
     head: Option<Arc<Head>>,
 }
 
+/// Who sent a waiting commit (a connection, for a server): its waiting
+/// commits are bounded per owner and dropped with [`Repository::drop_pending_of`].
+pub type Owner = u64;
+
+#[derive(Debug)]
+struct Waiting {
+    commit: StoredCommit,
+    owner: Owner,
+    /// When it arrived, on the caller's clock (for [`Repository::expire_pending`]).
+    at: i64,
+}
+
 #[derive(Debug, Default)]
 struct Pending {
-    commits: HashMap<CommitId, StoredCommit>,
+    commits: HashMap<CommitId, Waiting>,
     /// missing parent → commits waiting for it
     waiting: HashMap<CommitId, Vec<CommitId>>,
+    bytes: usize,
+    by_owner: HashMap<Owner, (usize, usize)>,
+}
+
+impl Pending {
+    fn remove(&mut self, id: &CommitId) -> Option<StoredCommit> {
+        let w = self.commits.remove(id)?;
+        let n = w.commit.bytes().len();
+        self.bytes -= n;
+        if let Some(e) = self.by_owner.get_mut(&w.owner) {
+            e.0 -= 1;
+            e.1 -= n;
+            if e.0 == 0 {
+                self.by_owner.remove(&w.owner);
+            }
+        }
+        Some(w.commit)
+    }
+}
+
+/// Bounds on the commits that wait for unknown parents.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingLimits {
+    pub max_commits: usize,
+    pub max_bytes: usize,
+    /// Per owner (connection).
+    pub max_owner_bytes: usize,
+}
+
+impl Default for PendingLimits {
+    fn default() -> Self {
+        PendingLimits { max_commits: DEFAULT_MAX_PENDING, max_bytes: DEFAULT_MAX_PENDING_BYTES, max_owner_bytes: DEFAULT_MAX_PENDING_BYTES }
+    }
 }
 
 /// All items of one repository.
@@ -118,8 +165,16 @@ pub struct Repository {
     nodes: Nodes,
     items: HashMap<Arc<str>, ItemState>,
     pending: Pending,
-    max_pending: usize,
+    limits: PendingLimits,
     log: Option<Log>,
+    /// Commits integrated since the last [`Repository::take_integrated`].
+    integrated: Vec<CommitId>,
+    /// The last value rebuilt from a delta chain, so the next commit on the
+    /// chain (or a sibling) starts from it instead of replaying the chain.
+    vcache: std::sync::Mutex<Option<(CommitId, Arc<ItemData>)>>,
+    /// Bytes the caller still lets integration copy while rebuilding values
+    /// (`None`: unlimited); see [`Repository::set_work_budget`].
+    work_budget: Option<u64>,
     /// Keys whose head changed; not tracked while loading a log.
     changed: HashSet<Arc<str>>,
     track_changes: bool,
@@ -161,8 +216,11 @@ impl Repository {
             nodes: Nodes::new(),
             items: HashMap::new(),
             pending: Pending::default(),
-            max_pending: DEFAULT_MAX_PENDING,
+            limits: PendingLimits::default(),
             log: None,
+            integrated: Vec::new(),
+            vcache: std::sync::Mutex::new(None),
+            work_budget: None,
             changed: HashSet::new(),
             track_changes: true,
             digest: SetDigest::default(),
@@ -182,7 +240,7 @@ impl Repository {
         repo.items.reserve(scan.records.len());
         let mut report = LoadReport { corrupt: scan.corrupt.clone(), truncated_bytes: scan.truncated_bytes, ..Default::default() };
         for (offset, payload) in scan.payloads(&buf) {
-            let res = StoredCommit::parse(payload.into(), false).and_then(|c| repo.insert_stored_inner(c, false));
+            let res = StoredCommit::parse(payload.into(), false).and_then(|c| repo.insert_stored_inner(c, false, 0, 0));
             match res {
                 Ok(_) => report.commits += 1,
                 Err(e) => report.rejected.push((offset, e)),
@@ -194,11 +252,38 @@ impl Repository {
         repo.items.shrink_to_fit();
         repo.log = Some(log);
         repo.track_changes = true;
+        repo.integrated.clear();
         Ok((repo, report))
     }
 
     pub fn path(&self) -> &RepoPath {
         &self.path
+    }
+
+    /// Whether commits are written to a log.
+    pub fn is_persistent(&self) -> bool {
+        self.log.is_some()
+    }
+
+    /// Bytes written since the last successful flush (0: all durable).
+    pub fn unsynced_bytes(&self) -> usize {
+        self.log.as_ref().map_or(0, Log::unsynced)
+    }
+
+    /// Starts persisting an in-memory repository to an empty `storage`:
+    /// every commit held so far is written (parents first), then new ones
+    /// as they come. A server creates a repository's file only when its
+    /// first commit is accepted, so reading a name creates nothing.
+    pub fn persist_to(&mut self, storage: Box<dyn Storage>) -> Result<()> {
+        let (mut log, buf, _) = Log::open(storage)?;
+        if buf.len() > crate::log::HEADER_LEN {
+            return Err(Error::Storage("persist_to needs an empty log".into()));
+        }
+        for c in self.commits_in_order() {
+            log.append(crate::log::KIND_COMMIT, c.bytes())?;
+        }
+        self.log = Some(log);
+        Ok(())
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -207,7 +292,67 @@ impl Repository {
 
     /// Sets the bound on commits waiting for unknown parents.
     pub fn set_max_pending(&mut self, n: usize) {
-        self.max_pending = n;
+        self.limits.max_commits = n;
+    }
+
+    /// Sets every bound on commits waiting for unknown parents.
+    pub fn set_pending_limits(&mut self, limits: PendingLimits) {
+        self.limits = limits;
+    }
+
+    /// Bytes of commits waiting for unknown parents.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.bytes
+    }
+
+    /// Drops every waiting commit `owner` sent (its connection closed: it
+    /// will send them again, with their parents, when it reconciles).
+    pub fn drop_pending_of(&mut self, owner: Owner) -> usize {
+        let ids: Vec<CommitId> = self.pending.commits.iter().filter(|(_, w)| w.owner == owner).map(|(id, _)| *id).collect();
+        self.drop_pending(&ids)
+    }
+
+    /// Drops waiting commits that arrived before `before` (caller's clock).
+    pub fn expire_pending(&mut self, before: i64) -> usize {
+        let ids: Vec<CommitId> = self.pending.commits.iter().filter(|(_, w)| w.at < before).map(|(id, _)| *id).collect();
+        self.drop_pending(&ids)
+    }
+
+    fn drop_pending(&mut self, ids: &[CommitId]) -> usize {
+        for id in ids {
+            if let Some(c) = self.pending.remove(id) {
+                for p in c.parents() {
+                    if let Some(v) = self.pending.waiting.get_mut(&p) {
+                        v.retain(|w| w != id);
+                        if v.is_empty() {
+                            self.pending.waiting.remove(&p);
+                        }
+                    }
+                }
+            }
+        }
+        ids.len()
+    }
+
+    /// Parents that waiting commits need and this replica lacks.
+    pub fn missing_parents(&self) -> Vec<CommitId> {
+        let mut v: Vec<CommitId> = self.pending.waiting.keys().filter(|p| !self.nodes.contains_key(*p) && !self.pending.commits.contains_key(*p)).copied().collect();
+        v.sort();
+        v
+    }
+
+    /// Limits the bytes of values integration may copy while rebuilding
+    /// delta chains, until the next call (`None`: no limit). A server sets
+    /// it per received frame, so a frame of many siblings on a long chain
+    /// over a large value is refused (`ERR_QUOTA`) instead of stalling it.
+    pub fn set_work_budget(&mut self, bytes: Option<u64>) {
+        self.work_budget = bytes;
+    }
+
+    /// Commits integrated since the last call (unblocked waiting commits
+    /// included), in integration order: parents before children.
+    pub fn take_integrated(&mut self) -> Vec<CommitId> {
+        std::mem::take(&mut self.integrated)
     }
 
     /// Number of items (including soft-deleted ones).
@@ -260,6 +405,14 @@ impl Repository {
         v.into_iter().map(|n| &n.commit).collect()
     }
 
+    /// Sorts integrated commit ids parents first (by generation), dropping
+    /// ids this replica does not hold.
+    pub fn parents_first(&self, ids: &mut Vec<CommitId>) {
+        ids.retain(|id| self.nodes.contains_key(id));
+        ids.sort_by_key(|id| (self.nodes[id].generation, *id));
+        ids.dedup();
+    }
+
     /// Every integrated commit id, in no particular order.
     pub fn commit_ids(&self) -> impl Iterator<Item = &CommitId> {
         self.nodes.keys()
@@ -296,10 +449,17 @@ impl Repository {
     /// verified its signature if it came from elsewhere. Invalid commits are
     /// rejected with an error and leave the repository unchanged.
     pub fn insert_stored(&mut self, c: StoredCommit) -> Result<Inserted> {
-        self.insert_stored_inner(c, true)
+        self.insert_stored_inner(c, true, 0, 0)
     }
 
-    fn insert_stored_inner(&mut self, c: StoredCommit, validate: bool) -> Result<Inserted> {
+    /// [`Repository::insert_stored`] for a commit that came from `owner`
+    /// at `now` (caller's clock): if it must wait for parents, it counts
+    /// against that owner's bound and expires with it.
+    pub fn insert_from(&mut self, c: StoredCommit, owner: Owner, now: i64) -> Result<Inserted> {
+        self.insert_stored_inner(c, true, owner, now)
+    }
+
+    fn insert_stored_inner(&mut self, c: StoredCommit, validate: bool, owner: Owner, now: i64) -> Result<Inserted> {
         if c.repo() != self.path.as_str() {
             return Err(Self::reject(&c.id, format!("belongs to {}, not {}", c.repo(), self.path)));
         }
@@ -308,13 +468,20 @@ impl Repository {
         }
         let missing: Vec<CommitId> = c.parents().filter(|p| !self.nodes.contains_key(p)).collect();
         if !missing.is_empty() {
-            if self.pending.commits.len() >= self.max_pending {
-                return Err(Error::PendingFull { limit: self.max_pending });
+            let n = c.bytes().len();
+            let lim = self.limits;
+            let own = self.pending.by_owner.get(&owner).copied().unwrap_or((0, 0));
+            if self.pending.commits.len() >= lim.max_commits || self.pending.bytes + n > lim.max_bytes || own.1 + n > lim.max_owner_bytes {
+                return Err(Error::PendingFull { limit: lim.max_commits });
             }
             for m in missing {
                 self.pending.waiting.entry(m).or_default().push(c.id);
             }
-            self.pending.commits.insert(c.id, c);
+            self.pending.bytes += n;
+            let e = self.pending.by_owner.entry(owner).or_insert((0, 0));
+            e.0 += 1;
+            e.1 += n;
+            self.pending.commits.insert(c.id, Waiting { commit: c, owner, at: now });
             return Ok(Inserted::Pending);
         }
         let id = c.id;
@@ -325,8 +492,8 @@ impl Repository {
         while let Some(done) = ready.pop() {
             for w in self.pending.waiting.remove(&done).unwrap_or_default() {
                 let Some(pc) = self.pending.commits.get(&w) else { continue };
-                if pc.parents().all(|p| self.nodes.contains_key(&p)) {
-                    let pc = self.pending.commits.remove(&w).expect("checked above");
+                if pc.commit.parents().all(|p| self.nodes.contains_key(&p)) {
+                    let pc = self.pending.remove(&w).expect("checked above");
                     // A waiting commit that turns out invalid is dropped; the
                     // one that unblocked it stays integrated.
                     if self.integrate(pc, validate).is_ok() {
@@ -360,11 +527,12 @@ impl Repository {
             }
             generation = generation.max(pn.generation);
         }
-        let (depth, chain_bytes) = match c.delta_base() {
-            None => (0, 0),
+        let body = u32::try_from(c.body_len()).unwrap_or(u32::MAX);
+        let (depth, chain_bytes, value_bytes) = match c.delta_base() {
+            None => (0, 0, body),
             Some(base) => {
                 let b = &self.nodes[&base];
-                (b.depth + 1, b.chain_bytes.saturating_add(u32::try_from(c.body_len()).unwrap_or(u32::MAX)))
+                (b.depth + 1, b.chain_bytes.saturating_add(body), b.value_bytes.saturating_add(body))
             }
         };
         if depth > ACCEPT_MAX_DEPTH {
@@ -385,8 +553,11 @@ impl Repository {
         let key = c.key.clone();
         let (ts, schema) = (c.timestamp, c.schema.clone());
         let parents: Vec<CommitId> = c.parents().collect();
-        self.nodes.insert(id, Node { commit: c, generation: generation + 1, depth, chain_bytes });
+        self.nodes.insert(id, Node { commit: c, generation: generation + 1, depth, chain_bytes, value_bytes });
         self.digest.add(&id);
+        if self.track_changes {
+            self.integrated.push(id);
+        }
         let nodes = &self.nodes;
         let item = self.items.entry(key.clone()).or_default();
         item.leaves.retain(|l| !parents.contains(l));
@@ -394,9 +565,7 @@ impl Repository {
         item.leaves.insert(pos, id);
         // A linear history (the common case) knows its new head already.
         item.head = match value {
-            Some(v) if item.leaves.len() == 1 && self.registry.latest(&schema.ns).is_none_or(|l| l.version <= schema.version) => {
-                Some(Arc::new(Head { schema, data: v }))
-            }
+            Some(v) if item.leaves.len() == 1 && self.registry.latest(&schema.ns).is_none_or(|l| l.version <= schema.version) => Some(Arc::new(Head { schema, data: v })),
             _ => None,
         };
         if self.track_changes {
@@ -405,44 +574,87 @@ impl Repository {
         Ok(())
     }
 
+    /// Charges `bytes` of value copying to the work budget.
+    fn charge(&mut self, id: &CommitId, bytes: u64) -> Result<()> {
+        if let Some(left) = &mut self.work_budget {
+            if *left < bytes {
+                return Err(Error::Quota(format!("commit {} needs rebuilding {bytes} bytes of values, more than this frame may cost; send fewer commits per frame", id.to_hex())));
+            }
+            *left -= bytes;
+        }
+        Ok(())
+    }
+
     /// The value carried by a commit that is not integrated yet.
-    fn value_from_body(&self, c: &StoredCommit) -> Result<Arc<ItemData>> {
+    fn value_from_body(&mut self, c: &StoredCommit) -> Result<Arc<ItemData>> {
         Ok(match c.body()? {
             Body::Full(d) => d,
             Body::Delta { base, changes } => {
+                // A copy of the base value (siblings each need their own),
+                // charged to the budget before it is made.
+                let cost = u64::from(self.nodes[&base].value_bytes) + c.body_len() as u64;
+                self.charge(&c.id, cost)?;
                 let base_val = self.value_of(&base)?;
-                Arc::new(change::apply(&base_val, &changes).map_err(|e| Self::reject(&c.id, e))?)
+                let mut v = Arc::unwrap_or_clone(base_val);
+                change::apply_in_place(&mut v, &changes).map_err(|e| Self::reject(&c.id, e))?;
+                let v = Arc::new(v);
+                *self.vcache.lock().unwrap_or_else(|e| e.into_inner()) = Some((c.id, v.clone()));
+                v
             }
         })
     }
 
-    /// The value a commit carries, in its own schema version.
-    pub fn value_of(&self, id: &CommitId) -> Result<Arc<ItemData>> {
-        let node = self.nodes.get(id).ok_or_else(|| Error::MissingCommit { id: id.to_hex(), missing: id.to_hex() })?;
+    /// A value this replica holds without rebuilding it: the head of a
+    /// single-leaf item, or the last rebuilt value.
+    fn known_value(&self, id: &CommitId, node: &Node) -> Option<Arc<ItemData>> {
         if let Some(item) = self.items.get(&node.commit.key)
             && item.leaves == [*id]
             && let Some(h) = &item.head
             && h.schema == node.commit.schema
         {
-            return Ok(h.data.clone());
+            return Some(h.data.clone());
         }
-        // Walk the delta chain back to a full value, then apply forwards.
+        match &*self.vcache.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((cid, v)) if cid == id => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    /// The value a commit carries, in its own schema version.
+    ///
+    /// Rebuilding walks the delta chain back to a full value (or a value
+    /// already known), copies that once and applies the deltas in place, so
+    /// its cost is one value plus the deltas, not one value per step.
+    pub fn value_of(&self, id: &CommitId) -> Result<Arc<ItemData>> {
+        let node = self.nodes.get(id).ok_or_else(|| Error::MissingCommit { id: id.to_hex(), missing: id.to_hex() })?;
+        if let Some(v) = self.known_value(id, node) {
+            return Ok(v);
+        }
         let mut chain: Vec<Vec<Change>> = Vec::new();
         let mut cur = node;
+        let mut cur_id = *id;
         let base = loop {
+            if cur_id != *id
+                && let Some(v) = self.known_value(&cur_id, cur)
+            {
+                break v;
+            }
             match cur.commit.body()? {
                 Body::Full(d) => break d,
                 Body::Delta { base, changes } => {
                     chain.push(changes);
+                    cur_id = base;
                     cur = &self.nodes[&base];
                 }
             }
         };
-        let mut v = (*base).clone();
+        let mut v = Arc::unwrap_or_clone(base);
         for changes in chain.iter().rev() {
-            v = change::apply(&v, changes).map_err(|e| Self::reject(id, e))?;
+            change::apply_in_place(&mut v, changes).map_err(|e| Self::reject(id, e))?;
         }
-        Ok(Arc::new(v))
+        let v = Arc::new(v);
+        *self.vcache.lock().unwrap_or_else(|e| e.into_inner()) = Some((*id, v.clone()));
+        Ok(v)
     }
 
     /// The upgraded value of a commit at `version` of its namespace.
@@ -534,7 +746,17 @@ impl Repository {
     /// Writes a new value of `key` as a commit signed by `session`. Returns
     /// `None` when the value equals the current head (nothing to commit).
     /// `now` is the writer's clock in milliseconds.
-    pub fn write(&mut self, key: &str, schema: &SchemaId, mut data: ItemData, session: &SessionKey, now: i64) -> Result<Option<CommitId>> {
+    pub fn write(&mut self, key: &str, schema: &SchemaId, data: ItemData, session: &SessionKey, now: i64) -> Result<Option<CommitId>> {
+        self.write_body(key, schema, data, session, now, false)
+    }
+
+    /// [`Repository::write`] with a full value, never a delta: for commits
+    /// that must be readable alone (certificates travel one at a time).
+    pub fn write_full(&mut self, key: &str, schema: &SchemaId, data: ItemData, session: &SessionKey, now: i64) -> Result<Option<CommitId>> {
+        self.write_body(key, schema, data, session, now, true)
+    }
+
+    fn write_body(&mut self, key: &str, schema: &SchemaId, mut data: ItemData, session: &SessionKey, now: i64, full: bool) -> Result<Option<CommitId>> {
         check_key(key)?;
         let def = self.registry.get(schema).ok_or_else(|| Error::UnknownSchema(schema.to_string()))?.clone();
         data.normalize();
@@ -545,14 +767,14 @@ impl Repository {
         let mut parents = self.leaves(key);
         let max_parent_ts = parents.iter().map(|p| self.nodes[p].commit.timestamp).max();
         let timestamp = max_parent_ts.map_or(now, |t| now.max(t.saturating_add(1)));
-        let body = self.choose_body(&parents, schema, &data)?;
+        let body = if full { Body::Full(Arc::new(data.clone())) } else { self.choose_body(&parents, schema, &data)? };
         parents.sort();
         let schema = self.registry.intern(&schema.ns).map_or_else(|| schema.clone(), |ns| SchemaId { ns, version: schema.version });
         let commit = Commit { repo: self.path.clone(), key: key.into(), parents, timestamp, session: session.id(), schema, body };
         let signed = commit.sign(session)?;
         let id = signed.id;
         // Already validated above.
-        self.insert_stored_inner(StoredCommit::from_signed(&signed), false)?;
+        self.insert_stored_inner(StoredCommit::from_signed(&signed), false, 0, 0)?;
         let item = self.items.get_mut(key).expect("just written");
         if item.leaves.len() == 1 && self.registry.latest(&def.ns).is_none_or(|l| l.version <= def.version) {
             item.head = Some(Arc::new(Head { schema: signed.commit.schema, data: Arc::new(data) }));
@@ -564,7 +786,8 @@ impl Repository {
     /// result.
     pub fn update(&mut self, key: &str, schema: &SchemaId, changes: &[Change], session: &SessionKey, now: i64) -> Result<Option<CommitId>> {
         let current = self.base_for_write(key, schema)?;
-        let data = change::apply(&current, changes).map_err(|reason| Error::Validation { schema: schema.to_string(), field: changes.iter().find_map(Change::field).unwrap_or("$item").to_owned(), reason })?;
+        let data =
+            change::apply(&current, changes).map_err(|reason| Error::Validation { schema: schema.to_string(), field: changes.iter().find_map(Change::field).unwrap_or("$item").to_owned(), reason })?;
         self.write(key, schema, data, session, now)
     }
 

@@ -11,7 +11,6 @@
 //!
 //! ```text
 //! # pattern        read      write      ← comments and blank lines ignored
-//! /sys/sessions    anyone    root
 //! /sys/*           root      root
 //! /user/{user}     owner     owner
 //! /data/*          session   session
@@ -149,12 +148,14 @@ impl Rule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rules(Vec<Rule>);
 
-const BUILTIN_SYS: &str = "/sys/sessions anyone root\n/sys/* root root\n";
+/// `/sys` (certificates, users) is the root's: servers replicate it between
+/// themselves; clients receive the certificates they need with the commits
+/// they verify, never the whole list (nor the users' addresses).
+const BUILTIN_SYS: &str = "/sys/* root root\n";
 const DEFAULT_APP: &str = "/user/{user} owner owner\n/data/* session session\n";
 
 impl Default for Rules {
-    /// The defaults: `/sys/sessions` readable by anyone, the rest of `/sys`
-    /// root only, `/user/<id>` its owner only, `/data/*` any certified session.
+    /// The defaults: `/sys` root only, `/user/<id>` its owner only, `/data/*` any certified session.
     fn default() -> Self {
         Rules::with_builtins(DEFAULT_APP).expect("the default rules parse")
     }
@@ -265,7 +266,8 @@ mod tests {
     #[test]
     fn default_rules() {
         let r = Rules::default();
-        assert!(r.can_read(&p("/sys/sessions"), &Principal::Uncertified));
+        assert!(!r.can_read(&p("/sys/sessions"), &Principal::Uncertified), "certificates travel with commits, not as a list");
+        assert!(!r.can_read(&p("/sys/users"), &ANON));
         assert!(!r.can_write(&p("/sys/sessions"), &ANON));
         assert!(r.can_write(&p("/sys/sessions"), &Principal::Root));
         assert!(!r.can_read(&p("/sys/users"), &user("a")));

@@ -79,16 +79,7 @@ impl FieldType {
     }
 
     fn from_code(c: u8) -> Option<Self> {
-        const ALL: [FieldType; 8] = [
-            FieldType::String,
-            FieldType::Number,
-            FieldType::Boolean,
-            FieldType::Date,
-            FieldType::Set,
-            FieldType::Map,
-            FieldType::Text,
-            FieldType::Ref,
-        ];
+        const ALL: [FieldType; 8] = [FieldType::String, FieldType::Number, FieldType::Boolean, FieldType::Date, FieldType::Set, FieldType::Map, FieldType::Text, FieldType::Ref];
         ALL.get(usize::from(c).wrapping_sub(1)).copied()
     }
 
@@ -228,11 +219,8 @@ impl Schema {
         }
         for (name, def) in &self.fields {
             if def.required && !data.fields.contains_key(name) {
-                let reason = if def.ty == FieldType::Set || def.ty == FieldType::Map {
-                    "required, and an empty collection counts as missing".to_string()
-                } else {
-                    "required field is missing".to_string()
-                };
+                let reason =
+                    if def.ty == FieldType::Set || def.ty == FieldType::Map { "required, and an empty collection counts as missing".to_string() } else { "required field is missing".to_string() };
                 return Err(err(name, reason));
             }
         }
@@ -324,10 +312,7 @@ fn valid_ns(ns: &str) -> bool {
 }
 
 fn valid_field_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 64
-        && !n.as_bytes()[0].is_ascii_digit()
-        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    !n.is_empty() && n.len() <= 64 && !n.as_bytes()[0].is_ascii_digit() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 fn check_value(_name: &str, ty: FieldType, v: &Value) -> std::result::Result<(), String> {
@@ -581,16 +566,10 @@ mod tests {
 
     #[test]
     fn binary_encoding_roundtrips_and_rejects_garbage() {
-        let s = task_v1()
-            .field("due", FieldDef::new(FieldType::Date).default(Value::Date(5)))
-            .field("link", FieldDef::new(FieldType::Ref));
+        let s = task_v1().field("due", FieldDef::new(FieldType::Date).default(Value::Date(5))).field("link", FieldDef::new(FieldType::Ref));
         let mut v2 = s.clone();
         v2.version = 2;
-        v2.upgrade = vec![
-            UpgradeStep::Rename { from: "a".into(), to: "b".into() },
-            UpgradeStep::Remove { field: "c".into() },
-            UpgradeStep::Convert { field: "d".into(), to: FieldType::Text },
-        ];
+        v2.upgrade = vec![UpgradeStep::Rename { from: "a".into(), to: "b".into() }, UpgradeStep::Remove { field: "c".into() }, UpgradeStep::Convert { field: "d".into(), to: FieldType::Text }];
         for schema in [s, v2] {
             let mut w = Writer::new();
             schema.encode(&mut w);

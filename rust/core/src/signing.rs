@@ -118,10 +118,7 @@ mod tests {
         let mut sig = k.sign(b"m");
         // Adding the group order L to the scalar half gives a malleable,
         // non-canonical signature that verify_strict must refuse.
-        const L: [u8; 32] = [
-            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-            0, 0, 0, 0, 0, 0, 0x10,
-        ];
+        const L: [u8; 32] = [0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
         let mut carry = 0u16;
         for i in 0..32 {
             let v = u16::from(sig[32 + i]) + u16::from(L[i]) + carry;

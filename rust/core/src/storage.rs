@@ -12,8 +12,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 
+/// `Send` on native targets, so a server can move a repository (and its
+/// storage) between threads; nothing on `wasm32`, where storage wraps
+/// JavaScript objects that never leave their worker.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSend: Send {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + ?Sized> MaybeSend for T {}
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSend {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSend for T {}
+
 /// One append-only file.
-pub trait Storage {
+pub trait Storage: MaybeSend {
     /// Current length in bytes, including appended but unflushed bytes.
     fn len(&mut self) -> Result<u64>;
     fn is_empty(&mut self) -> Result<bool> {
@@ -137,6 +149,25 @@ impl FileStorage {
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         let len = file.metadata()?.len();
         Ok(FileStorage { file, len })
+    }
+
+    /// Like [`FileStorage::open`], but a new file is readable by its owner
+    /// only (0600) and new directories are 0700: a server's data (e-mail
+    /// addresses, private repositories) is not for other local users.
+    pub fn open_private(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+            if let Some(dir) = path.parent() {
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+            }
+            let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
+            let len = file.metadata()?.len();
+            Ok(FileStorage { file, len })
+        }
+        #[cfg(not(unix))]
+        FileStorage::open(path)
     }
 }
 

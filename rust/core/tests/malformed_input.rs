@@ -18,9 +18,7 @@ fn valid_commit() -> SignedCommit {
     d.fields.insert("attrs".into(), Value::Map([("k".to_string(), Scalar::Bool(true))].into()));
     d.fields.insert("body".into(), Value::Text("some text".into()));
     let key = SessionKey::from_seed([3; 32]);
-    Commit { repo: repo_path(), key: "k".into(), parents: vec![CommitId([7; 32])], timestamp: 42, session: key.id(), schema: v1(), body: Body::Full(Arc::new(d)) }
-        .sign(&key)
-        .unwrap()
+    Commit { repo: repo_path(), key: "k".into(), parents: vec![CommitId([7; 32])], timestamp: 42, session: key.id(), schema: v1(), body: Body::Full(Arc::new(d)) }.sign(&key).unwrap()
 }
 
 fn delta_commit() -> SignedCommit {
@@ -33,9 +31,7 @@ fn delta_commit() -> SignedCommit {
         Change::MapRemove { field: "attrs".into(), key: "k".into() },
         Change::Text { field: "body".into(), splices: vec![text::Splice { pos: 1, delete: 2, insert: "é".into() }] },
     ];
-    Commit { repo: repo_path(), key: "k".into(), parents: vec![base], timestamp: 43, session: key.id(), schema: v1(), body: Body::Delta { base, changes } }
-        .sign(&key)
-        .unwrap()
+    Commit { repo: repo_path(), key: "k".into(), parents: vec![base], timestamp: 43, session: key.id(), schema: v1(), body: Body::Delta { base, changes } }.sign(&key).unwrap()
 }
 
 #[test]

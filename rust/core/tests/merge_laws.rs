@@ -34,9 +34,18 @@ enum Edit {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Edit { replica: usize, item: usize, edit: Edit },
+    Edit {
+        replica: usize,
+        item: usize,
+        edit: Edit,
+    },
     /// Deliver the commits of `from` selected by `mask`, shuffled by `order`.
-    Sync { from: usize, to: usize, mask: u64, order: u64 },
+    Sync {
+        from: usize,
+        to: usize,
+        mask: u64,
+        order: u64,
+    },
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -105,14 +114,16 @@ fn apply_edit(r: &mut Replica, key: &str, e: &Edit) {
 }
 
 fn run(n: usize, ops: &[Op], final_order: u64) -> std::result::Result<(), TestCaseError> {
-    let mut reps: Vec<Replica> = (0..n).map(|i| {
-        let mut r = Replica::persistent(i as u8 + 1);
-        r.repo = {
-            let storage = r.storage.clone().unwrap();
-            Repository::open(repo_path(), registry_v2(), Box::new(storage)).unwrap().0
-        };
-        r
-    }).collect();
+    let mut reps: Vec<Replica> = (0..n)
+        .map(|i| {
+            let mut r = Replica::persistent(i as u8 + 1);
+            r.repo = {
+                let storage = r.storage.clone().unwrap();
+                Repository::open(repo_path(), registry_v2(), Box::new(storage)).unwrap().0
+            };
+            r
+        })
+        .collect();
     for op in ops {
         match op {
             Op::Edit { replica, item, edit } => apply_edit(&mut reps[*replica], ITEMS[*item], edit),

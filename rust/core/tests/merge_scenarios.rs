@@ -342,15 +342,8 @@ fn commits_for_another_repository_or_item_are_rejected() {
     let mut a = Replica::new(1);
     let id = a.update("k", &v1(), &[put("count", Value::Num(1.0))]).unwrap();
     let key = SessionKey::from_seed([9; 32]);
-    let other_repo = Commit {
-        repo: RepoPath::parse("/data/other").unwrap(),
-        key: "k".into(),
-        parents: vec![],
-        timestamp: 1,
-        session: key.id(),
-        schema: v1(),
-        body: Body::Full(Arc::new(ItemData::default())),
-    };
+    let other_repo =
+        Commit { repo: RepoPath::parse("/data/other").unwrap(), key: "k".into(), parents: vec![], timestamp: 1, session: key.id(), schema: v1(), body: Body::Full(Arc::new(ItemData::default())) };
     assert_eq!(a.repo.insert(other_repo.clone().sign(&key).unwrap()).unwrap_err().code(), "ERR_INVALID_COMMIT");
     let cross_item = Commit { repo: repo_path(), key: "other".into(), parents: vec![id], ..other_repo }.sign(&key).unwrap();
     assert!(a.repo.insert(cross_item).unwrap_err().to_string().contains("belongs to item"));

@@ -35,7 +35,7 @@ fn world() -> World {
     let (alice, bob, anon, old) = (SessionKey::from_seed([2; 32]), SessionKey::from_seed([3; 32]), SessionKey::from_seed([4; 32]), SessionKey::from_seed([5; 32]));
     let mut sessions = Repository::new(RepoPath::parse(SESSIONS).unwrap(), registry());
     for (k, owner, expires) in [(&alice, Some("alice"), NOW + 1000), (&bob, Some("bob"), NOW + 1000), (&anon, None, NOW + 1000), (&old, Some("alice"), NOW)] {
-        Certificate { session: k.id(), owner: owner.map(str::to_owned), expires }.write(&mut sessions, &root, NOW - 10_000).unwrap();
+        Certificate { session: k.id(), owner: owner.map(str::to_owned), expires, issued: None }.write(&mut sessions, &root, NOW - 10_000).unwrap();
     }
     let mut trust = Trust::new(Rules::default());
     trust.add_root(root.id());
@@ -189,7 +189,7 @@ fn a_certificate_only_counts_when_the_root_signed_it() {
     // replica (write rule), so the stranger stays unknown.
     let stranger = SessionKey::from_seed([9; 32]);
     let mut sessions = Repository::new(RepoPath::parse(SESSIONS).unwrap(), registry());
-    let forged = Certificate { session: stranger.id(), owner: Some("alice".into()), expires: NOW + 1000 };
+    let forged = Certificate { session: stranger.id(), owner: Some("alice".into()), expires: NOW + 1000, issued: None };
     forged.write(&mut sessions, &w.alice, NOW).unwrap();
     let c = sessions.commits_in_order()[0].clone();
     assert_eq!(code(w.trust.verify(&c)), "ERR_FORBIDDEN");

@@ -6,6 +6,7 @@ use std::io::{Error, ErrorKind};
 use std::path::Path;
 
 use ibex_core::SessionKey;
+use sha2::{Digest, Sha256};
 
 pub fn load_or_create(path: &Path) -> std::io::Result<SessionKey> {
     match std::fs::read_to_string(path) {
@@ -19,7 +20,7 @@ pub fn load_or_create(path: &Path) -> std::io::Result<SessionKey> {
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| Error::other(format!("no secure random source: {e}")))?;
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
+                crate::private_dir(dir)?;
             }
             write_private(path, &format!("{}\n", hex::encode(seed)))?;
             tracing::info!(path = %path.display(), "created a new root key");
@@ -27,6 +28,12 @@ pub fn load_or_create(path: &Path) -> std::io::Result<SessionKey> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// The key of user ids (`trust::user_id`): derived from the root key, so
+/// servers that share a root agree on ids, and never sent anywhere.
+pub fn user_secret(root: &SessionKey) -> [u8; 32] {
+    Sha256::new().chain_update(b"ibex-user-id-key-v1").chain_update(root.seed()).finalize().into()
 }
 
 #[cfg(unix)]

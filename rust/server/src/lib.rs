@@ -1,153 +1,243 @@
-//! `ibex-server`: serves the app's static files, `GET /healthz`, and the
-//! WebSocket sync endpoint `GET /sync`, storing repositories with
+//! `ibex-server`: serves the app's static files, health and metrics, and
+//! the WebSocket sync endpoint `GET /sync`, storing repositories with
 //! `ibex-core`'s log format under the data directory.
+//!
+//! Layout: `conn.rs` (one task per connection: handshake, checks,
+//! routing), `repo.rs` (one actor per open repository, on its own runtime:
+//! reconciliation, verification, relays, group commit), `registry.rs`
+//! (actors and subscriptions), `outq.rs` (bounded outgoing queues),
+//! `peer.rs` (links to other servers), `login.rs` (login links),
+//! `static_files.rs`, `config.rs` (every limit), `metrics.rs`.
 //!
 //! The binary (`main.rs`) parses flags; tests start the same server
 //! in-process with [`start`].
 
-pub mod hub;
+pub mod config;
+pub mod conn;
+pub mod error;
 pub mod keys;
 pub mod login;
+pub mod metrics;
+pub mod outq;
 pub mod peer;
-pub mod ws;
+pub mod registry;
+pub mod repo;
+pub mod state;
+pub mod static_files;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use ibex_core::Rules;
-
 use axum::Router;
-use axum::extract::{State, WebSocketUpgrade};
-use axum::response::IntoResponse;
+use axum::body::Body;
+use axum::extract::{Request, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tower_http::services::{ServeDir, ServeFile};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use ibex_core::trust::{SESSIONS, register_schemas};
+use ibex_core::{RepoPath, Rules, Trust};
+use tokio::sync::{Semaphore, oneshot};
 
-/// Largest WebSocket message accepted (bigger ones close the connection).
-pub const MAX_FRAME: usize = 16 << 20;
+pub use config::{Config, Limits};
+pub use metrics::Metrics;
+use repo::RepoMsg;
+use state::Shared;
 
-#[derive(Clone)]
-pub struct Config {
-    pub addr: SocketAddr,
-    pub data: PathBuf,
-    /// Static files (the app); unknown paths fall back to its index.html.
-    pub static_dir: Option<PathBuf>,
-    /// Other servers to replicate with (`ws://host:port` or `http://…`).
-    /// Peers must share the root key.
-    pub peers: Vec<String>,
-    /// The root key file (64 hex characters); default `<data>/root.key`,
-    /// created on first start.
-    pub root_key: Option<PathBuf>,
-    /// Authorization rules (rules.rs text) below the built-in `/sys` rules;
-    /// `None`: the defaults.
-    pub rules: Option<String>,
-    /// Base URL of login links; default `http://<addr>`.
-    pub public_url: Option<String>,
-    /// How long a login link works.
-    pub login_ttl: Duration,
-    /// Delivers login links (default: printed to the log).
-    pub verifier: Arc<dyn login::LoginVerifier>,
+/// Creates a directory (and parents) readable by the owner only.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
 }
 
-impl Config {
-    /// Defaults for everything but the address and data directory.
-    pub fn new(addr: SocketAddr, data: PathBuf) -> Config {
-        Config { addr, data, static_dir: None, peers: Vec::new(), root_key: None, rules: None, public_url: None, login_ttl: Duration::from_secs(600), verifier: Arc::new(login::PrintLink) }
+/// The peer address of a request's connection.
+#[derive(Clone, Copy)]
+struct PeerIp(IpAddr);
+
+async fn sync(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let ip = req.extensions().get::<PeerIp>().map_or(IpAddr::from([127, 0, 0, 1]), |p| p.0);
+    let max = shared.limits().max_frame;
+    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| conn::serve(socket, shared, ip)).into_response()
+}
+
+/// Healthy when a frame can get through: the certificates' actor (which
+/// every connection needs) answers on the repository runtime within 2 s.
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    let sessions = RepoPath::parse(SESSIONS).expect("valid path");
+    let sent = tokio::time::timeout(Duration::from_secs(2), shared.registry.send(&shared, &sessions, RepoMsg::Ping { reply: tx })).await;
+    match sent {
+        Ok(Ok(())) => match tokio::time::timeout(Duration::from_secs(2), rx).await {
+            Ok(Ok(())) => "ok".into_response(),
+            _ => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy: repositories do not answer within 2 s").into_response(),
+        },
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy: repositories do not take messages within 2 s").into_response(),
     }
 }
 
-#[derive(Clone)]
-pub struct AppState {
-    hub: Sender<hub::Command>,
-    stats: Arc<hub::Stats>,
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.stopping() { (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response() } else { "ready".into_response() }
 }
 
-async fn sync(ws: WebSocketUpgrade, State(state): State<AppState>) -> impl IntoResponse {
-    ws.max_message_size(MAX_FRAME).max_frame_size(MAX_FRAME).on_upgrade(move |socket| ws::serve(socket, state))
+async fn metrics_route(State(shared): State<Arc<Shared>>) -> Response {
+    ([("content-type", "text/plain; version=0.0.4")], shared.metrics.prometheus()).into_response()
 }
 
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-/// Security counters, as JSON.
-async fn stats_route(State(state): State<AppState>) -> String {
-    let s = &state.stats;
-    format!(
-        "{{\"rejectedCommits\":{},\"refusedHandshakes\":{},\"forbiddenReads\":{}}}",
-        s.rejected_commits.load(Ordering::Relaxed),
-        s.refused_handshakes.load(Ordering::Relaxed),
-        s.forbidden_reads.load(Ordering::Relaxed)
-    )
+async fn stats_route(State(shared): State<Arc<Shared>>) -> Response {
+    ([("content-type", "application/json")], shared.metrics.json()).into_response()
 }
 
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-    hub: Sender<hub::Command>,
-    hub_thread: std::thread::JoinHandle<()>,
+    shared: Arc<Shared>,
+    accept: tokio::task::JoinHandle<()>,
     peers: Vec<tokio::task::JoinHandle<()>>,
-    pub stats: Arc<hub::Stats>,
+    repo_rt: tokio::runtime::Runtime,
+    pub metrics: Arc<Metrics>,
     /// The root's public key (hex): what clients trust.
     pub root: String,
 }
 
 impl Running {
     /// Makes everything stored so far durable.
-    pub fn flush(&self) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        if self.hub.send(hub::Command::Flush { done: tx }).is_ok() {
-            let _ = rx.recv();
+    pub async fn flush(&self) {
+        for tx in self.shared.registry.all_running() {
+            let (t, r) = oneshot::channel();
+            if tx.send(RepoMsg::Flush { reply: t }).await.is_ok() {
+                let _ = r.await;
+            }
         }
     }
 
-    /// Stops accepting, closes connections, flushes, and waits.
+    /// Stops accepting, closes connections, flushes every repository, and
+    /// waits.
     pub async fn stop(self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.accept.abort();
         for p in &self.peers {
             p.abort();
         }
-        let _ = self.shutdown.send(());
-        let _ = self.task.await;
-        let _ = self.hub.send(hub::Command::Shutdown);
-        let _ = tokio::task::spawn_blocking(move || self.hub_thread.join()).await;
+        let eps: Vec<_> = self.shared.conns().by_id.values().map(|e| e.out.clone()).collect();
+        for out in eps {
+            out.close("the server is shutting down");
+        }
+        for tx in self.shared.registry.all_running() {
+            let (t, r) = oneshot::channel();
+            if tx.send(RepoMsg::Stop { reply: t }).await.is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(10), r).await;
+            }
+        }
+        self.repo_rt.shutdown_background();
     }
 }
 
 /// Binds and starts serving; returns once the socket is listening.
 pub async fn start(config: Config) -> std::io::Result<Running> {
     let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
-    std::fs::create_dir_all(&config.data)?;
+    private_dir(&config.data)?;
     let root = keys::load_or_create(&config.root_key.clone().unwrap_or_else(|| config.data.join("root.key")))?;
     let rules = match &config.rules {
         Some(text) => Rules::with_builtins(text).map_err(|e| invalid(format!("rules: {e}")))?,
         None => Rules::default(),
     };
+    let mut schemas = ibex_core::Registry::new();
+    register_schemas(&mut schemas).map_err(|e| invalid(e.to_string()))?;
+    let mut trust = Trust::new(rules);
+    trust.add_root(root.id());
+    let l = config.limits.clone();
+    trust.set_clock_limits(l.max_clock_skew.as_millis() as i64, l.max_backdate.as_millis() as i64);
+    let repo_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(config.repo_threads.max(1)).thread_name("ibex-repo").enable_all().build()?;
+    let metrics = Arc::new(Metrics::default());
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
-    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-    let root_hex = root.id().to_hex();
-    let stats = Arc::new(hub::Stats::default());
-    let sec = hub::Security { root, rules, public_url, login_ttl: config.login_ttl, verifier: config.verifier.clone() };
-    let (hub, hub_thread) = hub::spawn(config.data.clone(), !config.peers.is_empty(), sec, stats.clone()).map_err(invalid)?;
-    let mut app = Router::new().route("/healthz", get(healthz)).route("/stats", get(stats_route)).route("/sync", get(sync));
-    if let Some(dir) = &config.static_dir {
-        app = app.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))));
-    }
-    let app = app.with_state(AppState { hub: hub.clone(), stats: stats.clone() });
-    let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await;
+    let mut config = config;
+    config.addr = addr;
+    let shared = Arc::new(Shared {
+        user_secret: keys::user_secret(&root),
+        root: root.clone(),
+        trust: RwLock::new(trust),
+        schemas: Arc::new(schemas),
+        metrics: metrics.clone(),
+        registry: registry::Registry::default(),
+        conns: Mutex::new(Default::default()),
+        nonces: Mutex::new(Default::default()),
+        logins: Mutex::new(login::Logins::new(config.login_ttl, l.max_pending_logins, l.logins_per_address, l.login_window)),
+        anon_rate: Mutex::new(Default::default()),
+        login_ip_rate: Mutex::new(Default::default()),
+        new_repo_rate: Mutex::new(Default::default()),
+        inbound: Arc::new(Semaphore::new(l.inbound_bytes.min(u32::MAX as usize))),
+        repo_rt: repo_rt.handle().clone(),
+        stopping: Default::default(),
+        config: config.clone(),
     });
+    shared.registry.scan(&config.data);
+    // Certificates judge every commit: load them before accepting anyone.
+    let (tx, rx) = oneshot::channel();
+    let sessions = RepoPath::parse(SESSIONS).expect("valid path");
+    shared.registry.send(&shared, &sessions, RepoMsg::Ping { reply: tx }).await.map_err(|e| invalid(e.to_string()))?;
+    let _ = rx.await;
+    let mut app = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics_route)).route("/stats", get(stats_route)).route("/sync", get(sync));
+    if let Some(dir) = &config.static_dir {
+        let root = std::fs::canonicalize(dir)?;
+        app = app.fallback(move |req: Request<Body>| static_files::serve(root.clone(), req));
+    }
+    let app = app.with_state(shared.clone());
+    let accept = tokio::spawn(accept_loop(listener, app, shared.clone()));
+    let root_hex = root.id().to_hex();
     tracing::info!(%addr, data = %config.data.display(), root = %root_hex, "ibex-server listening");
-    let peers = config.peers.iter().map(|url| tokio::spawn(peer::run(url.clone(), hub.clone()))).collect();
-    Ok(Running { addr, shutdown, task, hub, hub_thread, peers, stats, root: root_hex })
+    let peers = config.peers.iter().map(|url| tokio::spawn(peer::run(shared.clone(), url.clone()))).collect();
+    Ok(Running { addr, shared, accept, peers, repo_rt, metrics, root: root_hex })
+}
+
+/// Accepts connections: counted per IP against the limits, with a
+/// deadline for request headers (no slow-loris).
+async fn accept_loop(listener: tokio::net::TcpListener, app: Router, shared: Arc<Shared>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors, most likely: wait, do not spin.
+                tracing::error!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let ip = peer.ip();
+        if let Err(why) = conn::admit(&shared, ip) {
+            Metrics::inc(&shared.metrics.quota_refusals);
+            tracing::info!(%ip, "refused a connection: {why}");
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let shared2 = shared.clone();
+        let header_timeout = shared.limits().header_timeout;
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(PeerIp(ip));
+                let app = app.clone();
+                async move { tower::ServiceExt::oneshot(app, req).await }
+            });
+            let mut b = Builder::new(TokioExecutor::new());
+            b.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+            let _ = b.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
+            conn::release(&shared2, ip);
+        });
+    }
+}
+
+/// The data directory given to [`start`].
+pub fn data_dir(r: &Running) -> PathBuf {
+    r.shared.config.data.clone()
 }

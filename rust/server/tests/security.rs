@@ -9,17 +9,15 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use ibex_core::handshake::Control;
-use ibex_core::sync::{Message, Reconciler};
+use ibex_core::sync::frame::{Frame, Role, auth_payload};
 use ibex_core::*;
 use ibex_server::login::LoginVerifier;
 use ibex_server::{Running, start};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
 /// A login verifier that keeps the links instead of e-mailing them.
 #[derive(Default)]
-struct Links(Mutex<Vec<(String, String)>>);
+pub struct Links(Mutex<Vec<(String, String)>>);
 
 impl LoginVerifier for Links {
     fn send(&self, email: &str, link: &str) -> Result<(), String> {
@@ -50,17 +48,17 @@ async fn until(c: &mut Client, what: &str, done: impl Fn(&Client) -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !done(c) {
         assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; errors: {:?}", c.errors);
-        c.receive_one(Duration::from_secs(5)).await;
+        c.receive_one(Duration::from_millis(200)).await;
     }
 }
 
 /// Logs `c` in as `email` through a link; returns the user id.
 async fn login(c: &mut Client, links: &Links, email: &str) -> String {
     c.login_sent = false;
-    c.send_raw(Control::Login { email: email.into() }.encode()).await;
+    c.send(&Frame::Login { email: email.into() }).await;
     until(c, "login-sent", |c| c.login_sent).await;
     c.user = None;
-    c.send_raw(Control::Redeem { token: links.token_for(email) }.encode()).await;
+    c.send(&Frame::Redeem { token: links.token_for(email) }).await;
     until(c, "welcome", |c| c.user.is_some()).await;
     let (user, mail) = c.user.clone().unwrap();
     assert_eq!(mail, email);
@@ -72,27 +70,35 @@ fn user_repo(user: &str) -> RepoPath {
     RepoPath::parse(&format!("/user/{user}")).unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_certified_by_the_root_and_anonymous_by_default() {
     let dir = tempfile::tempdir().unwrap();
     let (srv, _) = secure_server(dir.path(), None, Duration::from_secs(600)).await;
     let mut a = Client::new(1);
     a.connect(srv.addr).await;
     assert_eq!(a.user, Some((String::new(), String::new())));
-    // The certificate arrived before the welcome and is root-signed.
-    let cert = a.trust.certificate(&a.key.id()).expect("own certificate");
+    let t = a.session.trust();
+    let cert = t.certificate(&a.key.id()).expect("own certificate");
     assert_eq!(cert.owner, None);
     assert!(cert.expires > now_ms() + 29 * 24 * 3600 * 1000);
-    assert_eq!(a.trust.principal(&a.key.id(), now_ms()), Principal::Session { user: None });
-    // Another client learns it by syncing /sys/sessions (readable by anyone).
+    assert_eq!(t.principal(&a.key.id(), now_ms()), Principal::Session { user: None });
+    // Another client learns a's certificate with a's first commit it
+    // receives — signed by the root — and nothing of sessions it never sees.
     let mut b = Client::new(2);
     b.connect(srv.addr).await;
+    let mut c = Client::new(3);
+    c.connect(srv.addr).await;
+    c.sync().await;
+    a.write("k", "title", Value::Str("x".into()));
+    a.sync().await;
     b.sync().await;
-    assert!(b.trust.certificate(&a.key.id()).is_some());
+    assert!(b.session.trust().certificate(&a.key.id()).is_some());
+    assert!(b.session.trust().certificate(&c.key.id()).is_none(), "c never wrote: its certificate is not sent");
+    assert!(b.rejected.is_empty());
     srv.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthorized_write_to_another_users_repository_is_rejected_by_the_server() {
     let dir = tempfile::tempdir().unwrap();
     // /pub/{user}: every session reads, only the owner writes — so the
@@ -104,11 +110,14 @@ async fn unauthorized_write_to_another_users_repository_is_rejected_by_the_serve
     let mut bob = Client::with_repo(2, RepoPath::parse(&format!("/pub/{alice_id}")).unwrap());
     bob.connect(srv.addr).await;
     login(&mut bob, &links, "bob@example.org").await;
-    let id = bob.write("evil", "title", Value::Str("written by bob".into()));
-    bob.push(&[id]).await;
+    // Bob's own replica refuses the write (rules); a hostile bob sends it anyway.
+    let clock = now_ms();
+    let id = bob.repo_mut().update("evil", &todo(), &[Change::Put { field: "title".into(), value: Value::Str("written by bob".into()) }], &SessionKey::from_seed([2; 32]), clock).unwrap().unwrap();
+    let bytes = bob.repo().commit(&id).unwrap().bytes().to_vec();
+    bob.send(&Frame::Commits { repo: bob.path.clone(), commits: vec![bytes] }).await;
     until(&mut bob, "an error frame", |c| c.errors.iter().any(|(_, code)| code == "ERR_FORBIDDEN")).await;
-    assert!(srv.stats.rejected_commits.load(std::sync::atomic::Ordering::Relaxed) >= 1);
-    // Not stored, not relayed: alice reading her repository sees nothing.
+    assert!(srv.metrics.rejected_commits.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    // Not stored, not relayed: a reader of alice's repository sees nothing.
     let mut reader = Client::with_repo(3, RepoPath::parse(&format!("/pub/{alice_id}")).unwrap());
     reader.connect(srv.addr).await;
     reader.sync().await;
@@ -123,7 +132,7 @@ async fn unauthorized_write_to_another_users_repository_is_rejected_by_the_serve
     srv.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthorized_read_is_never_sent() {
     let dir = tempfile::tempdir().unwrap();
     let (srv, links) = secure_server(dir.path(), None, Duration::from_secs(600)).await;
@@ -142,35 +151,36 @@ async fn unauthorized_read_is_never_sent() {
             login(&mut other, &links, email).await;
         }
         // Ask for the repository: an error, and no commit of it, ever.
-        let start = other.rec.start(&other.repo);
-        other.send(&start).await;
-        until(&mut other, "a read refusal", |c| c.errors.iter().any(|(r, code)| r == own.repo.path().as_str() && code == "ERR_FORBIDDEN")).await;
-        while other.receive_one(Duration::from_millis(300)).await {}
-        assert!(other.state().is_empty() && other.repo.commit_count() == 0, "{who:?} received alice's data");
+        other.session.sync_now(&mut other.repos);
+        until(&mut other, "a read refusal", |c| c.errors.iter().any(|(r, code)| r == user_repo(&alice_id).as_str() && code == "ERR_FORBIDDEN")).await;
+        other.listen(Duration::from_millis(300)).await;
+        assert!(other.state().is_empty() && other.repo().commit_count() == 0, "{who:?} received alice's data");
+        assert!(other.session.denied().contains(&user_repo(&alice_id)));
     }
     srv.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_handshake_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let (srv, _) = secure_server(dir.path(), None, Duration::from_secs(600)).await;
     let mut a = Client::new(1);
     a.connect(srv.addr).await;
     // What an eavesdropper recorded: a's auth for that connection's nonce.
-    let Some(Control::Hello { nonce, root, .. }) = a.hello.clone() else { panic!() };
-    let recorded = Control::auth(&a.key, &nonce, &root).encode();
+    let Ok(Frame::Hello { nonce, root, .. }) = Frame::decode(a.hello.as_ref().unwrap()) else { panic!() };
+    let cn = [5u8; 32];
+    let recorded = Frame::Auth { version: 2, role: Role::Client, session: a.key.id(), nonce: cn, sig: a.key.sign(&auth_payload(Role::Client, &nonce, &cn, &root)) };
     let mut replay = Client::raw(srv.addr).await;
     let Some(Ok(Ws::Binary(hello))) = replay.next().await else { panic!("no hello") };
-    let Control::Hello { nonce: fresh, .. } = Control::decode(&hello).unwrap() else { panic!() };
+    let Frame::Hello { nonce: fresh, .. } = Frame::decode(&hello).unwrap() else { panic!() };
     assert_ne!(fresh, nonce, "every connection gets a fresh nonce");
-    replay.send(Ws::Binary(recorded.into())).await.unwrap();
+    replay.send(Ws::Binary(recorded.encode().into())).await.unwrap();
     let mut saw_error = false;
     loop {
         match tokio::time::timeout(Duration::from_secs(2), replay.next()).await.unwrap() {
             Some(Ok(Ws::Binary(b))) => {
-                let c = Control::decode(&b).unwrap();
-                assert!(matches!(&c, Control::Error { code, .. } if code == "ERR_HANDSHAKE"), "{c:?}");
+                let c = Frame::decode(&b).unwrap();
+                assert!(matches!(&c, Frame::Error { code, .. } if code == "ERR_HANDSHAKE"), "{c:?}");
                 saw_error = true;
             }
             Some(Ok(Ws::Close(_))) | None => break,
@@ -181,16 +191,15 @@ async fn replayed_handshake_is_rejected() {
     // Sync frames before the handshake get nothing but a refusal either.
     let mut early = Client::raw(srv.addr).await;
     let _hello = early.next().await;
-    let mut rec = Reconciler::new(repo_path(), 1);
-    let repo = Repository::new(repo_path(), registry());
-    early.send(Ws::Binary(rec.start(&repo).encode().into())).await.unwrap();
+    let begin = Frame::Begin { repo: repo_path(), round: 1, digest: SetDigest::default() };
+    early.send(Ws::Binary(begin.encode().into())).await.unwrap();
     let Some(Ok(Ws::Binary(b))) = early.next().await else { panic!() };
-    assert!(matches!(Control::decode(&b).unwrap(), Control::Error { code, .. } if code == "ERR_HANDSHAKE"));
-    assert!(srv.stats.refused_handshakes.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    assert!(matches!(Frame::decode(&b).unwrap(), Frame::Error { code, .. } if code == "ERR_HANDSHAKE"));
+    assert!(srv.metrics.refused_handshakes.load(std::sync::atomic::Ordering::Relaxed) >= 2);
     srv.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reused_login_link_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let (srv, links) = secure_server(dir.path(), None, Duration::from_secs(600)).await;
@@ -200,71 +209,70 @@ async fn reused_login_link_is_rejected() {
     let token = links.token_for("alice@example.org");
     let mut b = Client::new(2);
     b.connect(srv.addr).await;
-    b.send_raw(Control::Redeem { token }.encode()).await;
+    b.send(&Frame::Redeem { token }).await;
     until(&mut b, "a login error", |c| c.errors.iter().any(|(_, code)| code == "ERR_LOGIN")).await;
-    assert_eq!(b.trust.certificate(&b.key.id()).unwrap().owner, None);
+    assert_eq!(b.session.trust().certificate(&b.key.id()).unwrap().owner, None);
     // A made-up token fails the same way.
-    b.send_raw(Control::Redeem { token: "00".repeat(32) }.encode()).await;
+    b.send(&Frame::Redeem { token: "00".repeat(32) }).await;
     until(&mut b, "a second login error", |c| c.errors.iter().filter(|(_, code)| code == "ERR_LOGIN").count() == 2).await;
     srv.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_login_link_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let (srv, links) = secure_server(dir.path(), None, Duration::from_millis(50)).await;
     let mut a = Client::new(1);
     a.connect(srv.addr).await;
-    a.send_raw(Control::Login { email: "alice@example.org".into() }.encode()).await;
+    a.send(&Frame::Login { email: "alice@example.org".into() }).await;
     until(&mut a, "login-sent", |c| c.login_sent).await;
     tokio::time::sleep(Duration::from_millis(120)).await;
-    a.send_raw(Control::Redeem { token: links.token_for("alice@example.org") }.encode()).await;
+    a.send(&Frame::Redeem { token: links.token_for("alice@example.org") }).await;
     until(&mut a, "a login error", |c| c.errors.iter().any(|(_, code)| code == "ERR_LOGIN")).await;
-    assert_eq!(a.trust.certificate(&a.key.id()).unwrap().owner, None);
+    assert_eq!(a.session.trust().certificate(&a.key.id()).unwrap().owner, None);
     // A bad address is refused before anything is sent.
-    a.send_raw(Control::Login { email: "not an address".into() }.encode()).await;
+    a.send(&Frame::Login { email: "not an address".into() }).await;
     until(&mut a, "an address error", |c| c.errors.iter().filter(|(_, code)| code == "ERR_LOGIN").count() == 2).await;
     srv.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_expires_the_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (srv, links) = secure_server(dir.path(), None, Duration::from_secs(600)).await;
     let mut a = Client::new(1);
     a.connect(srv.addr).await;
     login(&mut a, &links, "alice@example.org").await;
-    a.send_raw(Control::Logout.encode()).await;
-    while a.receive_one(Duration::from_secs(2)).await {}
-    // Later commits by that key are refused everywhere.
+    a.write("before", "title", Value::Str("before logout".into()));
+    a.sync().await;
+    a.send(&Frame::Logout).await;
+    a.listen(Duration::from_secs(1)).await;
+    assert!(a.ws.is_none(), "logging out closes the connection");
+    // Later commits by that key are refused everywhere: a reader receives
+    // the expired certificate with a's earlier commits.
     let mut b = Client::new(2);
     b.connect(srv.addr).await;
     b.sync().await;
-    let cert = b.trust.certificate(&a.key.id()).unwrap();
+    let cert = b.session.trust().certificate(&a.key.id()).unwrap().clone();
     assert!(cert.expires <= now_ms());
-    a.clock = now_ms() + 1000;
-    let id = a.write("late", "title", Value::Str("after logout".into()));
-    let c = a.repo.commit(&id).unwrap();
-    assert_eq!(b.trust.verify(c).unwrap_err().code(), "ERR_SESSION_EXPIRED");
+    let id = a.repo_mut().update("late", &todo(), &[Change::Put { field: "title".into(), value: Value::Str("after".into()) }], &SessionKey::from_seed([1; 32]), now_ms() + 1000).unwrap().unwrap();
+    let c = a.repo().commit(&id).unwrap().clone();
+    assert_eq!(b.session.trust().verify(&c).unwrap_err().code(), "ERR_SESSION_EXPIRED");
     // And the server refuses the key's next handshake.
     let mut again = Client::new(1);
-    again.ws = Some(Client::raw(srv.addr).await);
-    let Some(Ok(Ws::Binary(h))) = again.ws.as_mut().unwrap().next().await else { panic!() };
-    let hello = Control::decode(&h).unwrap();
-    let (nonce, root, _) = hello.verify_hello().unwrap();
-    again.send_raw(Control::auth(&again.key, nonce, &root).encode()).await;
-    until(&mut again, "a refusal", |c| c.errors.iter().any(|(_, code)| code == "ERR_SESSION_EXPIRED")).await;
+    let e = again.try_connect(srv.addr).await.unwrap_err();
+    assert!(again.errors.iter().any(|(_, code)| code == "ERR_SESSION_EXPIRED"), "{e}: {:?}", again.errors);
     srv.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_and_malformed_frames_close_the_connection_and_the_server_stays_healthy() {
     let dir = tempfile::tempdir().unwrap();
     let (srv, _) = secure_server(dir.path(), None, Duration::from_secs(600)).await;
-    // Bigger than MAX_FRAME.
+    // Bigger than the frame limit.
     let mut big = Client::raw(srv.addr).await;
     let _hello = big.next().await;
-    let _ = big.send(Ws::Binary(vec![2u8; ibex_server::MAX_FRAME + 1].into())).await;
+    let _ = big.send(Ws::Binary(vec![2u8; ibex_server::Limits::default().max_frame + 1].into())).await;
     let closed = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match big.next().await {
@@ -275,30 +283,26 @@ async fn oversized_and_malformed_frames_close_the_connection_and_the_server_stay
     })
     .await;
     assert!(closed.is_ok(), "the oversized frame did not end the connection");
-    // Malformed control frames after a good handshake, and a commits frame
-    // whose count lies.
+    // Malformed frames after a good handshake, and a commits frame whose
+    // count lies.
     let mut a = Client::new(1);
     a.connect(srv.addr).await;
     a.send_raw(vec![17, 1, 2, 3]).await;
-    while a.receive_one(Duration::from_secs(2)).await {}
-    assert!(a.errors.iter().any(|(_, e)| e.contains("malformed")), "{:?}", a.errors);
+    a.listen(Duration::from_secs(1)).await;
+    assert!(a.closed.as_deref().is_some_and(|r| r.contains("malformed")), "{:?}", a.closed);
     let mut b = Client::new(2);
     b.connect(srv.addr).await;
-    let mut lie = Message::Commits { repo: repo_path(), commits: vec![] }.encode();
+    let mut lie = Frame::Commits { repo: repo_path(), commits: vec![] }.encode();
     *lie.last_mut().unwrap() = 200;
     b.send_raw(lie).await;
-    while b.receive_one(Duration::from_secs(2)).await {}
-    assert!(b.errors.iter().any(|(_, e)| e.contains("malformed")), "{:?}", b.errors);
+    b.listen(Duration::from_secs(1)).await;
+    assert!(b.closed.as_deref().is_some_and(|r| r.contains("malformed")), "{:?}", b.closed);
     // Everyone else is fine.
     let mut c = Client::new(3);
     c.connect(srv.addr).await;
     c.write("k", "title", Value::Str("still works".into()));
     c.sync().await;
-    let mut health = TcpStream::connect(srv.addr).await.unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    health.write_all(b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut resp = String::new();
-    health.read_to_string(&mut resp).await.unwrap();
-    assert!(resp.starts_with("HTTP/1.1 200") && resp.contains("\"refusedHandshakes\""), "{resp}");
+    let (status, body) = http_get(srv.addr, "/stats").await;
+    assert!(status.contains("200") && body.contains("\"refusedHandshakes\""), "{status} {body}");
     srv.stop().await;
 }

@@ -1,5 +1,5 @@
 //! `Engine`: the object the worker's JavaScript drives. One per database;
-//! thin glue from JS values to [`Replica`](crate::replica::Replica). Bytes
+//! thin glue from JS values to [`Database`](crate::database::Database). Bytes
 //! (not per-field messages) cross the boundary; errors are JS `Error`s with
 //! a `code`.
 
@@ -8,14 +8,14 @@ use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use web_sys::FileSystemSyncAccessHandle;
 
+use crate::database::{Database, Event};
 use crate::error::{js_error, to_js};
 use crate::js_storage::{JsStorage, LogBackend};
 use crate::opfs_storage::OpfsStorage;
-use crate::replica::{Event, Replica};
 
 #[wasm_bindgen]
 pub struct Engine {
-    replica: Replica,
+    db: Database,
 }
 
 fn set(o: &Object, k: &str, v: impl Into<JsValue>) {
@@ -57,7 +57,7 @@ impl Engine {
     #[wasm_bindgen(constructor)]
     pub fn new(seed: &[u8], schemas: &[u8]) -> Result<Engine, JsValue> {
         let seed: [u8; 32] = seed.try_into().map_err(|_| js_error("ERR_BAD_KEY", "a session seed is exactly 32 bytes"))?;
-        Ok(Engine { replica: Replica::new(seed, schemas).map_err(|e| to_js(&e))? })
+        Ok(Engine { db: Database::new(seed, schemas).map_err(|e| to_js(&e))? })
     }
 
     /// 32 bytes from the platform's secure random source, for a new session.
@@ -71,12 +71,12 @@ impl Engine {
     /// This replica's session id (its public key, hex).
     #[wasm_bindgen(getter, js_name = sessionId)]
     pub fn session_id(&self) -> String {
-        self.replica.session().id().to_hex()
+        self.db.session().id().to_hex()
     }
 
     fn open(&mut self, repo: &str, storage: Box<dyn Storage>) -> Result<JsValue, JsValue> {
-        let report = self.replica.open(repo, storage).map_err(|e| to_js(&e))?;
-        let (items, _) = self.replica.counts(repo).map_err(|e| to_js(&e))?;
+        let report = self.db.open(repo, storage).map_err(|e| to_js(&e))?;
+        let (items, _) = self.db.counts(repo).map_err(|e| to_js(&e))?;
         Ok(report_to_js(&report, items))
     }
 
@@ -102,28 +102,28 @@ impl Engine {
 
     #[wasm_bindgen(js_name = isOpen)]
     pub fn is_open(&self, repo: &str) -> bool {
-        self.replica.is_open(repo)
+        self.db.is_open(repo)
     }
 
     /// Every head of an open repository (`heads` in `batch.rs`).
     pub fn heads(&mut self, repo: &str) -> Result<Vec<u8>, JsValue> {
-        self.replica.heads(repo).map_err(|e| to_js(&e))
+        self.db.heads(repo).map_err(|e| to_js(&e))
     }
 
     /// Applies a batch of mutations; returns the outcomes (`batch.rs`).
     pub fn mutate(&mut self, batch: &[u8], now: f64) -> Result<Vec<u8>, JsValue> {
-        self.replica.mutate(batch, now as i64).map_err(|e| to_js(&e))
+        self.db.mutate(batch, now as i64).map_err(|e| to_js(&e))
     }
 
     /// Heads of the items the last `mutate` committed (for other tabs).
     #[wasm_bindgen(js_name = mutatedHeads)]
     pub fn mutated_heads(&mut self) -> Vec<u8> {
-        self.replica.mutated_heads()
+        self.db.mutated_heads()
     }
 
     /// Heads changed by anything other than this replica's own mutations.
     pub fn changed(&mut self) -> Vec<u8> {
-        self.replica.changed()
+        self.db.changed()
     }
 
     /// Bytes of WebAssembly linear memory this engine's module holds: the
@@ -139,17 +139,17 @@ impl Engine {
 
     /// Makes everything written so far durable (the storage's flush).
     pub fn flush(&mut self) -> Result<(), JsValue> {
-        self.replica.flush().map_err(|e| to_js(&e))
+        self.db.flush().map_err(|e| to_js(&e))
     }
 
     /// The repository as a log image (a backup `import` reads back).
     pub fn export(&mut self, repo: &str) -> Result<Vec<u8>, JsValue> {
-        self.replica.export(repo).map_err(|e| to_js(&e))
+        self.db.export(repo).map_err(|e| to_js(&e))
     }
 
     /// Merges a log image; returns `{added, rejected}`.
     pub fn import(&mut self, repo: &str, image: &[u8]) -> Result<JsValue, JsValue> {
-        let (added, rejected) = self.replica.import(repo, image).map_err(|e| to_js(&e))?;
+        let (added, rejected) = self.db.import(repo, image).map_err(|e| to_js(&e))?;
         let o = Object::new();
         set(&o, "added", added as f64);
         set(&o, "rejected", rejected as f64);
@@ -158,12 +158,12 @@ impl Engine {
 
     /// Inserts a commit from another replica (verified first).
     pub fn receive(&mut self, repo: &str, commit: &[u8]) -> Result<(), JsValue> {
-        self.replica.receive(repo, commit).map_err(|e| to_js(&e))
+        self.db.receive(repo, commit).map_err(|e| to_js(&e))
     }
 
     /// An item's history: `[{id, session, timestamp, parents, schema, changed}]`.
     pub fn history(&mut self, repo: &str, key: &str) -> Result<Array, JsValue> {
-        let entries = self.replica.history(repo, key).map_err(|e| to_js(&e))?;
+        let entries = self.db.history(repo, key).map_err(|e| to_js(&e))?;
         let out = Array::new();
         for h in entries {
             let o = Object::new();
@@ -178,29 +178,36 @@ impl Engine {
         Ok(out)
     }
 
-    /// The opening sync frame for `repo`.
-    #[wasm_bindgen(js_name = syncStart)]
-    pub fn sync_start(&mut self, repo: &str, seed: f64) -> Result<Vec<u8>, JsValue> {
-        self.replica.sync_start(repo, seed as u64).map_err(|e| to_js(&e))
+    /// The connection to the server opened (`now`: ms since the epoch).
+    #[wasm_bindgen(js_name = syncConnected)]
+    pub fn sync_connected(&mut self, now: f64) {
+        self.db.sync_connected(now as i64);
     }
 
-    /// Handles a frame from the server; returns the replies as
-    /// `varint n, n × bytes`.
-    #[wasm_bindgen(js_name = syncHandle)]
-    pub fn sync_handle(&mut self, frame: &[u8]) -> Result<Vec<u8>, JsValue> {
-        self.replica.sync_handle(frame).map_err(|e| to_js(&e))
+    /// The connection closed.
+    #[wasm_bindgen(js_name = syncDisconnected)]
+    pub fn sync_disconnected(&mut self) {
+        self.db.sync_disconnected();
     }
 
-    /// Whether every open repository is reconciled and nothing is unpushed.
-    #[wasm_bindgen(getter)]
-    pub fn synced(&self) -> bool {
-        self.replica.synced()
+    /// Handles a frame from the server; throws when the connection must be
+    /// closed (a bad handshake, another root, a protocol error).
+    #[wasm_bindgen(js_name = syncReceive)]
+    pub fn sync_receive(&mut self, frame: &[u8], now: f64) -> Result<(), JsValue> {
+        self.db.sync_receive(frame, now as i64).map_err(|e| to_js(&e))
     }
 
-    /// Frames of local commits to push, as `varint n, n × bytes`.
-    #[wasm_bindgen(js_name = pushFrames)]
-    pub fn push_frames(&mut self) -> Vec<u8> {
-        let frames = self.replica.push_frames();
+    /// Timers (heartbeat, handshake timeout); throws when the connection
+    /// must be closed (the server stopped answering).
+    #[wasm_bindgen(js_name = syncTick)]
+    pub fn sync_tick(&mut self, now: f64) -> Result<(), JsValue> {
+        self.db.sync_tick(now as i64).map_err(|e| to_js(&e))
+    }
+
+    /// Frames to send to the server, as `varint n, n × bytes`.
+    #[wasm_bindgen(js_name = syncFrames)]
+    pub fn sync_frames(&mut self) -> Vec<u8> {
+        let frames = self.db.sync_frames();
         let mut w = ibex_core::codec::Writer::new();
         w.varint(frames.len() as u64);
         for f in frames {
@@ -209,36 +216,95 @@ impl Engine {
         w.into_bytes()
     }
 
-    /// Forgets sync state after a disconnect.
-    #[wasm_bindgen(js_name = syncReset)]
-    pub fn sync_reset(&mut self) {
-        self.replica.sync_reset();
+    /// Starts a round for every open repository (`db.sync()`).
+    #[wasm_bindgen(js_name = syncNow)]
+    pub fn sync_now(&mut self) {
+        self.db.sync_now();
+    }
+
+    /// The rounds of the last `syncNow` completed and every local commit is
+    /// acknowledged, on a live connection.
+    #[wasm_bindgen(js_name = syncComplete)]
+    pub fn sync_complete(&self, now: f64) -> bool {
+        self.db.sync_complete(now as i64)
+    }
+
+    /// Live connection, every open repository reconciled, every local
+    /// commit durable on the server, none refused.
+    pub fn synced(&self, now: f64) -> bool {
+        self.db.synced(now as i64)
+    }
+
+    /// Local commits not yet acknowledged as durable by the server.
+    #[wasm_bindgen(getter)]
+    pub fn unacked(&self) -> f64 {
+        self.db.unacked() as f64
+    }
+
+    /// This replica's commits the server refused: `[{repo, id, code, message}]`.
+    pub fn refused(&self) -> Array {
+        let out = Array::new();
+        for (repo, id, code, message) in self.db.refused() {
+            let o = Object::new();
+            set(&o, "repo", repo);
+            set(&o, "id", id);
+            set(&o, "code", code);
+            set(&o, "message", message);
+            out.push(&o);
+        }
+        out
+    }
+
+    /// Repositories the server refused to let this session read.
+    pub fn denied(&self) -> Array {
+        self.db.denied().into_iter().map(|r| JsValue::from_str(&r)).collect()
+    }
+
+    /// Asks the server to send a login link to `email`.
+    pub fn login(&mut self, email: &str) -> Result<(), JsValue> {
+        self.db.login(email).map_err(|e| to_js(&e))
+    }
+
+    /// Redeems a login link's token.
+    pub fn redeem(&mut self, token: &str) -> Result<(), JsValue> {
+        self.db.redeem(token).map_err(|e| to_js(&e))
+    }
+
+    /// Asks which address a login token is for (answered by a `loginIs` event).
+    #[wasm_bindgen(js_name = loginInfo)]
+    pub fn login_info(&mut self, token: &str) -> Result<(), JsValue> {
+        self.db.login_info(token).map_err(|e| to_js(&e))
+    }
+
+    /// Asks the server to expire this session's certificate.
+    pub fn logout(&mut self) -> Result<(), JsValue> {
+        self.db.logout().map_err(|e| to_js(&e))
     }
 
     /// Flushes and closes a repository.
     pub fn close(&mut self, repo: &str) -> Result<(), JsValue> {
-        self.replica.close(repo).map_err(|e| to_js(&e))
+        self.db.close(repo).map_err(|e| to_js(&e))
     }
 
     /// Replaces the session key (logging out): a new 32-byte seed.
     #[wasm_bindgen(js_name = setSession)]
     pub fn set_session(&mut self, seed: &[u8]) -> Result<(), JsValue> {
         let seed: [u8; 32] = seed.try_into().map_err(|_| js_error("ERR_BAD_KEY", "a session seed is exactly 32 bytes"))?;
-        self.replica.set_session(seed);
+        self.db.set_session(seed);
         Ok(())
     }
 
     /// Trusts a server root key (hex), configured or remembered.
     #[wasm_bindgen(js_name = trustRoot)]
     pub fn trust_root(&mut self, root: &str) -> Result<(), JsValue> {
-        self.replica.trust_root(root).map_err(|e| to_js(&e))
+        self.db.trust_root(root).map_err(|e| to_js(&e))
     }
 
-    /// Connection events since the last call: `[{t: "root"|"welcome"|"error"|"loginSent"|"rejected", …}]`.
+    /// Connection events since the last call: `[{t: "root"|"welcome"|"error"|"loginSent"|"loginIs"|"rejected", …}]`.
     #[wasm_bindgen(js_name = takeEvents)]
     pub fn take_events(&mut self) -> Array {
         let out = Array::new();
-        for e in self.replica.take_events() {
+        for e in self.db.take_events() {
             let o = Object::new();
             match e {
                 Event::Root(r) => {
@@ -267,6 +333,10 @@ impl Engine {
                     set(&o, "t", "loginSent");
                     set(&o, "email", email);
                 }
+                Event::LoginIs(email) => {
+                    set(&o, "t", "loginIs");
+                    set(&o, "email", email);
+                }
             }
             out.push(&o);
         }
@@ -277,7 +347,7 @@ impl Engine {
     /// says), or null when anonymous.
     #[wasm_bindgen(getter)]
     pub fn user(&self) -> JsValue {
-        match self.replica.user() {
+        match self.db.user() {
             Some((id, email)) => {
                 let o = Object::new();
                 set(&o, "id", id);
@@ -291,30 +361,12 @@ impl Engine {
     /// Whether this session may write `repo` under the server's rules.
     #[wasm_bindgen(js_name = canWrite)]
     pub fn can_write(&self, repo: &str) -> bool {
-        self.replica.can_write(repo)
+        self.db.can_write(repo)
     }
 
     /// Commits from the network refused so far.
     #[wasm_bindgen(getter, js_name = rejectedCount)]
     pub fn rejected_count(&self) -> f64 {
-        self.replica.rejected_count() as f64
-    }
-
-    /// A frame asking the server to send a login link to `email`.
-    #[wasm_bindgen(js_name = loginFrame)]
-    pub fn login_frame(&self, email: &str) -> Result<Vec<u8>, JsValue> {
-        self.replica.login_frame(email).map_err(|e| to_js(&e))
-    }
-
-    /// A frame redeeming a login link's token.
-    #[wasm_bindgen(js_name = redeemFrame)]
-    pub fn redeem_frame(&self, token: &str) -> Result<Vec<u8>, JsValue> {
-        self.replica.redeem_frame(token).map_err(|e| to_js(&e))
-    }
-
-    /// A frame asking the server to expire this session's certificate.
-    #[wasm_bindgen(js_name = logoutFrame)]
-    pub fn logout_frame(&self) -> Vec<u8> {
-        self.replica.logout_frame()
+        self.db.rejected_count() as f64
     }
 }

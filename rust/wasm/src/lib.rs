@@ -2,16 +2,16 @@
 //! (and for Node, where the same module runs in-process).
 //!
 //! One file per exported type: [`engine::Engine`] is what JavaScript
-//! drives; [`replica`] holds its logic in plain Rust (tested natively);
+//! drives; [`database`] holds its logic in plain Rust (tested natively);
 //! [`batch`] documents the bytes that cross between threads; storage comes
 //! from OPFS ([`opfs_storage`]) or a JS backend ([`js_storage`]).
 
 pub mod batch;
+pub mod database;
 pub mod engine;
 pub mod error;
 pub mod js_storage;
 pub mod opfs_storage;
-pub mod replica;
 
 use wasm_bindgen::prelude::*;
 

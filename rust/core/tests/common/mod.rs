@@ -26,8 +26,7 @@ pub fn schema_v2() -> Schema {
     s.version = 2;
     let title = s.fields.remove("title").unwrap();
     s.fields.insert("name".into(), title);
-    s.field("prio", FieldDef::new(FieldType::Number).default(Value::Num(0.0)))
-        .step(UpgradeStep::Rename { from: "title".into(), to: "name".into() })
+    s.field("prio", FieldDef::new(FieldType::Number).default(Value::Num(0.0))).step(UpgradeStep::Rename { from: "title".into(), to: "name".into() })
 }
 
 /// A replica of an app that knows only `all@1`.
@@ -154,9 +153,8 @@ pub fn exchange(a: &mut Replica, b: &mut Replica) {
 /// `IBEX_SEED=<n>` to re-run exactly the same cases.
 pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
     use proptest::test_runner::{Config, RngSeed};
-    let seed = std::env::var("IBEX_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
-    });
+    let seed =
+        std::env::var("IBEX_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0));
     println!("proptest seed: {seed} (replay with IBEX_SEED={seed})");
     eprintln!("proptest seed: {seed} (replay with IBEX_SEED={seed})");
     Config { cases, rng_seed: RngSeed::Fixed(seed), failure_persistence: None, ..Config::default() }

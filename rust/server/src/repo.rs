@@ -1,0 +1,718 @@
+//! One repository's actor: the only owner of its `Repository` and log.
+//!
+//! It runs on the repository runtime (not the one serving sockets), takes
+//! messages in order from a bounded inbox, and:
+//!
+//! * answers each connection's rounds (`ibex_core::sync::RepoServe`) and
+//!   each peer link's (`RepoClient`, when this server is the client);
+//! * verifies every received commit (signature, certificate, rules, clock,
+//!   size) before it enters, with a bound on the work one frame may cost;
+//! * relays new commits to every subscriber and peer, sending a session's
+//!   certificate before its first commit to each connection;
+//! * turns answers and relays into frames only as each connection's queue
+//!   has room (a reader that stops reading costs its queue, not a copy of
+//!   the repository; past its backlog bound it is asked to resync);
+//! * flushes in groups — when its inbox is empty, or `flush_deadline`
+//!   after the oldest unflushed commit, whatever the load — and only then
+//!   sends `in-sync`, `done` and `ack`; a failed flush is retried every
+//!   half second until it succeeds (a full disk that frees up);
+//! * creates its file only when its first commit is accepted, moves a log
+//!   with a damaged header aside and starts empty (peers and clients
+//!   restore it), and retires when idle.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ibex_core::sync::frame::{Frame, MAX_COMMIT_BYTES_PER_FRAME, MAX_COMMITS_PER_FRAME};
+use ibex_core::sync::{Ctx, RepoClient, RepoServe};
+use ibex_core::trust::{SESSIONS, USERS, legacy_user_id, user_id};
+use ibex_core::{Certificate, CommitId, Error, FileStorage, ItemData, PendingLimits, RepoPath, Repository, SchemaId, SessionId, StoredCommit, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+use crate::state::{ConnId, Endpoint, Permits, Shared, now_ms};
+
+/// What a repository actor is asked to do.
+pub enum RepoMsg {
+    /// A repository frame from a connection (this server answers).
+    Frame {
+        from: Endpoint,
+        frame: Frame,
+        permit: Option<Permits>,
+        done: Option<oneshot::Sender<()>>,
+    },
+    /// A repository frame from a server this one connected to (this server
+    /// is the client on that link).
+    LinkFrame {
+        link: Endpoint,
+        frame: Frame,
+        done: Option<oneshot::Sender<()>>,
+    },
+    /// Starts a round on a link.
+    LinkBegin {
+        link: Endpoint,
+    },
+    /// A connection's queue has room again.
+    Drained {
+        conn: ConnId,
+    },
+    /// A connection or link closed.
+    Gone {
+        conn: ConnId,
+    },
+    /// `/sys/sessions`: writes a certificate, durably, before answering.
+    Certify {
+        cert: Certificate,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    /// `/sys/users`: the id of an address, the user created if needed.
+    User {
+        email: String,
+        reply: oneshot::Sender<Result<String, Error>>,
+    },
+    /// `/sys/users`: the address of a user id.
+    Email {
+        user: String,
+        reply: oneshot::Sender<Option<String>>,
+    },
+    Ping {
+        reply: oneshot::Sender<()>,
+    },
+    Flush {
+        reply: oneshot::Sender<bool>,
+    },
+    Stop {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+enum Out {
+    Frame(Vec<u8>),
+    Ids(VecDeque<CommitId>),
+}
+
+/// Frames waiting for a connection's queue to have room.
+#[derive(Default)]
+struct Backlog {
+    items: VecDeque<Out>,
+    ids: usize,
+}
+
+struct Serve {
+    ep: Endpoint,
+    serve: RepoServe,
+    backlog: Backlog,
+    /// Frames that may leave only after the next flush.
+    held: Vec<Frame>,
+}
+
+struct Link {
+    ep: Endpoint,
+    client: RepoClient,
+    backlog: Backlog,
+}
+
+struct Actor {
+    shared: Arc<Shared>,
+    path: RepoPath,
+    file: PathBuf,
+    repo: Option<Repository>,
+    open_error: Option<(Error, Instant)>,
+    salt: u64,
+    serves: HashMap<ConnId, Serve>,
+    links: HashMap<ConnId, Link>,
+    dirty_since: Option<Instant>,
+    flush_failed: Option<Instant>,
+    /// Told the waiting clients about the failing flush already.
+    flush_reported: bool,
+    last_used: Instant,
+    last_expiry: Instant,
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // The salt only keys reconciliation hashes; a fixed one is still correct.
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+pub async fn run(shared: Arc<Shared>, path: RepoPath, mut rx: mpsc::Receiver<RepoMsg>) {
+    let file = shared.config.data.join(path.kind()).join(format!("{}.log", path.name()));
+    let mut a = Actor {
+        shared: shared.clone(),
+        path: path.clone(),
+        file,
+        repo: None,
+        open_error: None,
+        salt: random_u64(),
+        serves: HashMap::new(),
+        links: HashMap::new(),
+        dirty_since: None,
+        flush_failed: None,
+        flush_reported: false,
+        last_used: Instant::now(),
+        last_expiry: Instant::now(),
+    };
+    a.ensure_open();
+    loop {
+        let deadline = a.next_deadline();
+        let msg = tokio::select! {
+            m = rx.recv() => m,
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                a.on_timer();
+                if a.idle() && shared.registry.retire(&path, &rx) {
+                    break;
+                }
+                continue;
+            }
+        };
+        let Some(msg) = msg else { break };
+        if let RepoMsg::Stop { reply } = msg {
+            a.flush();
+            let _ = reply.send(());
+            shared.registry.retire(&path, &rx);
+            break;
+        }
+        a.handle(msg);
+        // Group commit: flush once nothing else is waiting, or when the
+        // oldest unflushed commit reaches the deadline.
+        if let Some(since) = a.dirty_since
+            && (rx.is_empty() || since.elapsed() >= shared.limits().flush_deadline)
+            && a.flush_failed.is_none()
+        {
+            a.flush();
+        }
+    }
+    a.flush();
+    Metrics::sub(&shared.metrics.repos_open, 1);
+}
+
+impl Actor {
+    fn limits(&self) -> &crate::config::Limits {
+        self.shared.limits()
+    }
+
+    /// Opens the repository if it is not open; on failure the error is
+    /// kept (and sent to whoever asks) and retried a second later.
+    fn ensure_open(&mut self) -> bool {
+        if self.repo.is_some() {
+            return true;
+        }
+        if let Some((_, at)) = &self.open_error
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return false;
+        }
+        match self.open() {
+            Ok(r) => {
+                self.repo = Some(r);
+                self.open_error = None;
+                true
+            }
+            Err(e) => {
+                tracing::error!(repo = %self.path, error = %e, "cannot open repository; its clients get an error until it opens");
+                self.open_error = Some((e, Instant::now()));
+                false
+            }
+        }
+    }
+
+    fn open(&mut self) -> Result<Repository, Error> {
+        let limits =
+            PendingLimits { max_commits: self.limits().pending_commits_per_repo, max_bytes: self.limits().pending_bytes_per_repo, max_owner_bytes: self.limits().pending_bytes_per_connection };
+        let schemas = self.shared.schemas.clone();
+        if !self.file.exists() {
+            let mut r = Repository::new(self.path.clone(), schemas);
+            r.set_pending_limits(limits);
+            return Ok(r);
+        }
+        let storage = FileStorage::open_private(&self.file)?;
+        let opened = tokio::task::block_in_place(|| Repository::open(self.path.clone(), schemas.clone(), Box::new(storage)));
+        let (mut repo, report) = match opened {
+            Ok(x) => x,
+            Err(e @ Error::LogHeader(_)) => {
+                // Not ours, or torn where no tail cut can fix it: keep the
+                // file for inspection and start empty; clients and peers
+                // restore what they hold.
+                let aside = self.file.with_extension(format!("log.damaged-{}", now_ms()));
+                std::fs::rename(&self.file, &aside)?;
+                Metrics::inc(&self.shared.metrics.damaged_logs);
+                tracing::error!(repo = %self.path, error = %e, moved_to = %aside.display(), "DAMAGED LOG HEADER: the log was moved aside and the repository starts empty; clients and peers will restore it");
+                (Repository::new(self.path.clone(), schemas), ibex_core::LoadReport::default())
+            }
+            Err(e) => return Err(e),
+        };
+        if !report.corrupt.is_empty() || !report.rejected.is_empty() || report.truncated_bytes > 0 {
+            if !report.corrupt.is_empty() || !report.rejected.is_empty() {
+                Metrics::inc(&self.shared.metrics.damaged_logs);
+            }
+            tracing::warn!(repo = %self.path, corrupt = report.corrupt.len(), rejected = report.rejected.len(), torn_tail_bytes = report.truncated_bytes, "damaged log records skipped; clients and peers restore them");
+        }
+        tracing::debug!(repo = %self.path, commits = report.commits, "opened repository");
+        repo.set_pending_limits(limits);
+        if self.path.as_str() == SESSIONS {
+            self.shared.trust_mut().refresh_all(&mut repo);
+        }
+        Ok(repo)
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let now = Instant::now();
+        let mut d = now + Duration::from_secs(5);
+        if let Some(since) = self.dirty_since {
+            d = d.min(since + self.limits().flush_deadline);
+        }
+        if let Some(at) = self.flush_failed {
+            d = d.min(at + Duration::from_millis(500));
+        }
+        if self.idle_candidate() {
+            d = d.min(self.last_used + self.limits().repo_idle);
+        }
+        d.max(now + Duration::from_millis(1))
+    }
+
+    fn on_timer(&mut self) {
+        if self.dirty_since.is_some() {
+            self.flush();
+        }
+        if self.last_expiry.elapsed() > Duration::from_secs(30) {
+            self.last_expiry = Instant::now();
+            let before = now_ms() - self.limits().pending_ttl.as_millis() as i64;
+            if let Some(r) = &mut self.repo {
+                r.expire_pending(before);
+            }
+        }
+    }
+
+    fn idle_candidate(&self) -> bool {
+        self.dirty_since.is_none()
+            && self.flush_failed.is_none()
+            && self.serves.values().all(|s| s.backlog.items.is_empty() && s.held.is_empty() && !s.serve.in_round())
+            && self.links.values().all(|l| l.backlog.items.is_empty() && !l.client.in_round())
+    }
+
+    fn idle(&self) -> bool {
+        self.idle_candidate() && self.last_used.elapsed() >= self.limits().repo_idle
+    }
+
+    fn handle(&mut self, msg: RepoMsg) {
+        self.last_used = Instant::now();
+        match msg {
+            RepoMsg::Frame { from, frame, permit, done } => {
+                self.frame(from, frame);
+                drop(permit);
+                if let Some(d) = done {
+                    let _ = d.send(());
+                }
+            }
+            RepoMsg::LinkFrame { link, frame, done } => {
+                self.link_frame(link, frame);
+                if let Some(d) = done {
+                    let _ = d.send(());
+                }
+            }
+            RepoMsg::LinkBegin { link } => {
+                if !self.ensure_open() {
+                    return;
+                }
+                let repo = self.repo.as_ref().expect("open");
+                let l = self.links.entry(link.id).or_insert_with(|| Link { ep: link.clone(), client: RepoClient::new(self.path.clone()), backlog: Backlog::default() });
+                let (f, _) = l.client.begin(repo);
+                l.backlog.items.push_back(Out::Frame(f.encode()));
+                self.pump(link.id);
+            }
+            RepoMsg::Drained { conn } => self.pump(conn),
+            RepoMsg::Gone { conn } => {
+                self.serves.remove(&conn);
+                self.links.remove(&conn);
+                if let Some(r) = &mut self.repo {
+                    r.drop_pending_of(conn);
+                }
+            }
+            RepoMsg::Certify { cert, reply } => {
+                let _ = reply.send(self.certify(&cert));
+            }
+            RepoMsg::User { email, reply } => {
+                let _ = reply.send(self.user(&email));
+            }
+            RepoMsg::Email { user, reply } => {
+                let email = self.ensure_open().then(|| self.repo.as_mut().and_then(|r| r.head(&user))).flatten().and_then(|h| match h.data.fields.get("email") {
+                    Some(Value::Str(e)) => Some(e.clone()),
+                    _ => None,
+                });
+                let _ = reply.send(email);
+            }
+            RepoMsg::Ping { reply } => {
+                let _ = reply.send(());
+            }
+            RepoMsg::Flush { reply } => {
+                self.flush();
+                let _ = reply.send(self.flush_failed.is_none());
+            }
+            RepoMsg::Stop { .. } => {}
+        }
+    }
+
+    fn send_error(ep: &Endpoint, repo: &str, e: &Error, id: Option<CommitId>) {
+        ep.out.push(Frame::error_about(repo, e, id).encode());
+    }
+
+    fn frame(&mut self, from: Endpoint, frame: Frame) {
+        if !self.ensure_open() {
+            let e = self.open_error.as_ref().map_or_else(|| Error::Storage("unavailable".into()), |(e, _)| Error::Storage(format!("{} cannot be opened on the server: {e}", self.path)));
+            Self::send_error(&from, self.path.as_str(), &e, None);
+            return;
+        }
+        let shared = self.shared.clone();
+        let path = self.path.clone();
+        let was_new = !self.repo.as_ref().expect("open").is_persistent();
+        if let Frame::Commits { .. } = &frame
+            && was_new
+            && self.repo.as_ref().expect("open").commit_count() == 0
+            && !from.peer
+            && !shared.trust().is_root(&from.session)
+            && !shared.hit_new_repo(from.session)
+        {
+            Metrics::inc(&shared.metrics.quota_refusals);
+            let e = Error::Quota(format!("this session created {} repositories this hour, the most allowed (--new-repos-per-session-per-hour)", shared.limits().new_repos_per_session_per_hour));
+            Self::send_error(&from, path.as_str(), &e, None);
+            return;
+        }
+        let serve = self.serves.entry(from.id).or_insert_with(|| Serve { ep: from.clone(), serve: RepoServe::new(), backlog: Backlog::default(), held: Vec::new() });
+        serve.ep = from.clone();
+        let repo = self.repo.as_mut().expect("open");
+        repo.set_work_budget(Some(shared.limits().work_bytes_per_frame));
+        let max_commit = shared.limits().max_commit;
+        let now = now_ms();
+        let served = {
+            let trust = shared.trust();
+            let verify = |c: &StoredCommit| -> Result<(), Error> {
+                if c.bytes().len() > max_commit {
+                    return Err(Error::Quota(format!("commit {} is {} bytes; this server accepts at most {max_commit} (--max-commit-bytes)", c.id.to_hex(), c.bytes().len())));
+                }
+                trust.verify_at(c, now)
+            };
+            let ctx = Ctx { verify: &verify, owner: from.id, now, salt: self.salt };
+            serve.serve.handle(repo, frame, &ctx)
+        };
+        repo.set_work_budget(None);
+        let served = match served {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(conn = from.id, repo = %path, error = %e, "protocol violation; closing the connection");
+                Self::send_error(&from, path.as_str(), &e, None);
+                from.out.close(format!("protocol error: {e}"));
+                self.serves.remove(&from.id);
+                return;
+            }
+        };
+        Metrics::add(&shared.metrics.commits_accepted, served.accepted as u64);
+        Metrics::add(&shared.metrics.rejected_commits, served.rejected.len() as u64);
+        for (i, (id, e)) in served.rejected.iter().enumerate() {
+            if i < 8 {
+                tracing::info!(conn = from.id, repo = %path, code = e.code(), error = %e, "rejected commit");
+                Self::send_error(&from, path.as_str(), e, *id);
+            }
+        }
+        if !served.send.is_empty() {
+            serve.backlog.ids += served.send.len();
+            serve.backlog.items.push_back(Out::Ids(served.send.into()));
+        }
+        for f in served.now {
+            serve.backlog.items.push_back(Out::Frame(f.encode()));
+        }
+        serve.held.extend(served.after_flush);
+        self.after_change(Some(from.id), &from);
+        self.pump(from.id);
+    }
+
+    fn link_frame(&mut self, link: Endpoint, frame: Frame) {
+        if !self.ensure_open() {
+            return;
+        }
+        let shared = self.shared.clone();
+        let path = self.path.clone();
+        let l = self.links.entry(link.id).or_insert_with(|| Link { ep: link.clone(), client: RepoClient::new(path.clone()), backlog: Backlog::default() });
+        let repo = self.repo.as_mut().expect("open");
+        repo.set_work_budget(Some(shared.limits().work_bytes_per_frame));
+        let now = now_ms();
+        let h = {
+            let trust = shared.trust();
+            l.client.handle(repo, frame, &|c| trust.verify_at(c, now))
+        };
+        repo.set_work_budget(None);
+        match h {
+            Ok(h) => {
+                Metrics::add(&shared.metrics.rejected_commits, h.rejected.len() as u64);
+                for (i, e) in h.rejected.iter().enumerate() {
+                    if i < 8 {
+                        tracing::warn!(link = link.id, repo = %path, code = e.code(), error = %e, "peer sent a commit this server refuses");
+                        Self::send_error(&link, path.as_str(), e, None);
+                    }
+                }
+                for f in h.replies {
+                    l.backlog.items.push_back(Out::Frame(f.encode()));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(link = link.id, repo = %path, error = %e, "peer protocol error; closing the link");
+                link.out.close(format!("protocol error: {e}"));
+                self.links.remove(&link.id);
+                return;
+            }
+        }
+        self.after_change(Some(link.id), &link);
+        self.pump(link.id);
+    }
+
+    /// After commits may have been integrated: persist a new repository,
+    /// refresh certificates, relay, and note that a flush is due.
+    fn after_change(&mut self, source: Option<ConnId>, by: &Endpoint) {
+        let shared = self.shared.clone();
+        let repo = self.repo.as_mut().expect("open");
+        let ids = repo.take_integrated();
+        if ids.is_empty() {
+            self.release_held_if_clean();
+            return;
+        }
+        if !repo.is_persistent() {
+            match FileStorage::open_private(&self.file).and_then(|s| repo.persist_to(Box::new(s))) {
+                Ok(()) => {
+                    if shared.registry.add_known(&self.path) {
+                        tracing::info!(repo = %self.path, by = %by.session, "created repository");
+                    }
+                }
+                Err(e) => {
+                    Metrics::inc(&shared.metrics.flush_failures);
+                    tracing::error!(repo = %self.path, error = %e, "cannot create the repository's file; its commits stay in memory until it can");
+                    self.flush_failed = Some(Instant::now());
+                }
+            }
+        }
+        if self.path.as_str() == SESSIONS {
+            let keys: Vec<String> = ids.iter().filter_map(|id| repo.commit(id).map(|c| c.key.to_string())).collect();
+            shared.trust_mut().refresh(repo, keys.iter().map(String::as_str));
+        }
+        if self.dirty_since.is_none() {
+            self.dirty_since = Some(Instant::now());
+        }
+        self.relay(&ids, source);
+    }
+
+    /// New commits to every subscriber and replica but `source`.
+    fn relay(&mut self, ids: &[CommitId], source: Option<ConnId>) {
+        let shared = self.shared.clone();
+        let mut targets: Vec<Endpoint> = if self.path.as_str().starts_with("/sys/") { Vec::new() } else { shared.registry.subscribers(&self.path) };
+        targets.extend(shared.replicas());
+        let links: std::collections::HashSet<ConnId> = shared.conns().links.keys().copied().collect();
+        let max_ids = self.limits().conn_backlog_ids;
+        let mut pump = Vec::new();
+        for ep in targets {
+            if Some(ep.id) == source || ep.out.is_closed() {
+                continue;
+            }
+            let backlog = if links.contains(&ep.id) {
+                let l = self.links.entry(ep.id).or_insert_with(|| Link { ep: ep.clone(), client: RepoClient::new(self.path.clone()), backlog: Backlog::default() });
+                l.client.mark_unacked(ids);
+                &mut l.backlog
+            } else {
+                let s = self.serves.entry(ep.id).or_insert_with(|| Serve { ep: ep.clone(), serve: RepoServe::new(), backlog: Backlog::default(), held: Vec::new() });
+                &mut s.backlog
+            };
+            if backlog.ids + ids.len() > max_ids {
+                // A reader this far behind is asked to reconcile again
+                // instead of holding the server's memory.
+                backlog.items.clear();
+                backlog.ids = 0;
+                backlog.items.push_back(Out::Frame(Frame::Resync { repo: self.path.clone() }.encode()));
+                Metrics::inc(&shared.metrics.resyncs);
+                tracing::info!(conn = ep.id, repo = %self.path, "reader too far behind; asked to resync");
+            } else {
+                backlog.ids += ids.len();
+                backlog.items.push_back(Out::Ids(ids.iter().copied().collect()));
+            }
+            pump.push(ep.id);
+        }
+        for id in pump {
+            self.pump(id);
+        }
+    }
+
+    /// Moves backlog into a connection's queue while it has room.
+    fn pump(&mut self, conn: ConnId) {
+        let Some(repo) = self.repo.as_ref() else { return };
+        let (ep, backlog) = match (self.serves.get_mut(&conn), self.links.get_mut(&conn)) {
+            (Some(s), _) => (s.ep.clone(), &mut s.backlog),
+            (None, Some(l)) => (l.ep.clone(), &mut l.backlog),
+            _ => return,
+        };
+        let shared = &self.shared;
+        loop {
+            let Some(front) = backlog.items.front_mut() else { break };
+            let room = ep.out.room();
+            if room == 0 || ep.out.is_closed() {
+                if !ep.out.is_closed() {
+                    ep.out.wait_for_room(&self.path);
+                }
+                break;
+            }
+            match front {
+                Out::Frame(b) => {
+                    if b.len() > room && ep.out.queued() > 0 {
+                        ep.out.wait_for_room(&self.path);
+                        break;
+                    }
+                    let Some(Out::Frame(b)) = backlog.items.pop_front() else { unreachable!() };
+                    ep.out.push(b);
+                }
+                Out::Ids(ids) => {
+                    let budget = room.min(MAX_COMMIT_BYTES_PER_FRAME);
+                    let mut chunk: Vec<&StoredCommit> = Vec::new();
+                    let mut bytes = 0;
+                    while let Some(id) = ids.front() {
+                        let Some(c) = repo.commit(id) else {
+                            ids.pop_front();
+                            backlog.ids -= 1;
+                            continue;
+                        };
+                        if !chunk.is_empty() && (bytes + c.bytes().len() > budget || chunk.len() == MAX_COMMITS_PER_FRAME) {
+                            break;
+                        }
+                        bytes += c.bytes().len();
+                        chunk.push(c);
+                        ids.pop_front();
+                        backlog.ids -= 1;
+                    }
+                    if ids.is_empty() {
+                        backlog.items.pop_front();
+                    }
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    // Certificates first, once per session and connection.
+                    let certs: Vec<Vec<u8>> = {
+                        let trust = shared.trust();
+                        let mut sent = ep.certs.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut v = Vec::new();
+                        for c in &chunk {
+                            let s: SessionId = c.session();
+                            if trust.is_root(&s) || sent.contains(&s) {
+                                continue;
+                            }
+                            if let Some(cc) = trust.certificate_commit(&s) {
+                                v.push(cc.bytes().to_vec());
+                                sent.insert(s);
+                            }
+                        }
+                        v
+                    };
+                    if !certs.is_empty() {
+                        let sessions = RepoPath::parse(SESSIONS).expect("valid path");
+                        ep.out.push(Frame::Commits { repo: sessions, commits: certs }.encode());
+                    }
+                    ep.out.push(Frame::Commits { repo: self.path.clone(), commits: chunk.iter().map(|c| c.bytes().to_vec()).collect() }.encode());
+                    Metrics::inc(&shared.metrics.frames_out);
+                }
+            }
+        }
+    }
+
+    /// Frames held for a flush go out when nothing is waiting to be flushed.
+    fn release_held_if_clean(&mut self) {
+        if self.dirty_since.is_some() || self.flush_failed.is_some() || self.repo.as_ref().is_some_and(|r| r.unsynced_bytes() > 0) {
+            return;
+        }
+        let ids: Vec<ConnId> = self.serves.iter().filter(|(_, s)| !s.held.is_empty()).map(|(id, _)| *id).collect();
+        for id in ids {
+            let s = self.serves.get_mut(&id).expect("listed");
+            for f in std::mem::take(&mut s.held) {
+                s.backlog.items.push_back(Out::Frame(f.encode()));
+            }
+            self.pump(id);
+        }
+    }
+
+    fn flush(&mut self) {
+        let Some(repo) = self.repo.as_mut() else { return };
+        if repo.unsynced_bytes() == 0 {
+            self.dirty_since = None;
+            self.flush_failed = None;
+            self.release_held_if_clean();
+            return;
+        }
+        let t0 = Instant::now();
+        match tokio::task::block_in_place(|| repo.flush()) {
+            Ok(()) => {
+                self.shared.metrics.flushed(t0.elapsed().as_micros() as u64);
+                if self.flush_failed.take().is_some() {
+                    tracing::info!(repo = %self.path, "storage works again: the backlog is flushed");
+                }
+                self.flush_reported = false;
+                self.dirty_since = None;
+                self.release_held_if_clean();
+            }
+            Err(e) => {
+                Metrics::inc(&self.shared.metrics.flush_failures);
+                tracing::error!(repo = %self.path, error = %e, "flush failed; retrying every 500 ms (nothing is acknowledged until it succeeds)");
+                self.flush_failed = Some(Instant::now());
+                if !self.flush_reported {
+                    self.flush_reported = true;
+                    for s in self.serves.values().filter(|s| !s.held.is_empty()) {
+                        Self::send_error(&s.ep, self.path.as_str(), &e, None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn certify(&mut self, cert: &Certificate) -> Result<(), Error> {
+        if self.path.as_str() != SESSIONS {
+            return Err(Error::Storage("certificates live in /sys/sessions".into()));
+        }
+        if !self.ensure_open() {
+            return Err(self.open_error.as_ref().map_or_else(|| Error::Storage("unavailable".into()), |(e, _)| e.clone()));
+        }
+        let repo = self.repo.as_mut().expect("open");
+        cert.write(repo, &self.shared.root, now_ms())?;
+        let root = Endpoint::new(0, crate::outq::OutQueue::new(0, self.shared.metrics.clone()), self.shared.root.id(), true);
+        self.after_change(None, &root);
+        self.flush();
+        if let Some(at) = self.flush_failed {
+            let _ = at;
+            return Err(Error::Storage("the certificate could not be written durably".into()));
+        }
+        Ok(())
+    }
+
+    fn user(&mut self, email: &str) -> Result<String, Error> {
+        if self.path.as_str() != USERS {
+            return Err(Error::Storage("users live in /sys/users".into()));
+        }
+        if !self.ensure_open() {
+            return Err(self.open_error.as_ref().map_or_else(|| Error::Storage("unavailable".into()), |(e, _)| e.clone()));
+        }
+        let repo = self.repo.as_mut().expect("open");
+        // Users created before ids were keyed keep their id.
+        let legacy = legacy_user_id(email);
+        if let Some(h) = repo.head(&legacy)
+            && h.data.fields.get("email") == Some(&Value::Str(email.to_owned()))
+        {
+            return Ok(legacy);
+        }
+        let id = user_id(&self.shared.user_secret, email);
+        if repo.head(&id).is_none() {
+            let mut fields = std::collections::BTreeMap::new();
+            fields.insert("email".to_owned(), Value::Str(email.to_owned()));
+            repo.write(&id, &SchemaId::new("ibex.user", 1), ItemData::new(fields), &self.shared.root, now_ms())?;
+            let root = Endpoint::new(0, crate::outq::OutQueue::new(0, self.shared.metrics.clone()), self.shared.root.id(), true);
+            self.after_change(None, &root);
+            self.flush();
+            if self.flush_failed.is_some() {
+                return Err(Error::Storage("the user could not be written durably".into()));
+            }
+        }
+        Ok(id)
+    }
+}
