@@ -42,6 +42,8 @@ export interface Status {
   synced: boolean;
   /** When the replica was last in sync with the server (ms since epoch). */
   lastSync: number | null;
+  /** Local commits the server has not yet acknowledged as durable. */
+  unsynced: number;
   /** This tab runs the engine (the others follow it); see multi-tab in the README. */
   leader: boolean;
   /** The logged-in user, or null for an anonymous session. */
@@ -123,7 +125,7 @@ export class Database {
       const cur = this.latest.get(s.ns);
       if (!cur || cur.version < s.version) this.latest.set(s.ns, s);
     }
-    this.state = { phase: "starting", loaded: 0, total: 0, repos: {}, pendingWrites: 0, online: false, synced: false, lastSync: null, leader: false, user: null };
+    this.state = { phase: "starting", loaded: 0, total: 0, repos: {}, pendingWrites: 0, online: false, synced: false, lastSync: null, unsynced: 0, leader: false, user: null };
     channel.onMessage((m) => this.receive(m));
   }
 
@@ -380,9 +382,11 @@ export class Database {
     await this.request({ t: "flush", id: 0 });
   }
 
-  /** Resolves once this replica and the server hold the same commits for
-   * every open repository (after sending this tab's pending writes).
-   * Rejects with ERR_SYNC_TIMEOUT if that takes longer than `timeoutMs`. */
+  /** Resolves once a fresh round with the server completed for every open
+   * repository — its commits are here — and every write made so far is
+   * acknowledged by the server as durable. Rejects with ERR_SYNC_TIMEOUT
+   * (saying why) if that takes longer than `timeoutMs`: offline, a frozen
+   * or partitioned server, or writes the server refused. */
   async sync(timeoutMs = 30_000): Promise<void> {
     this.assertOpen();
     await this.flushOutbox();
@@ -436,6 +440,14 @@ export class Database {
     this.assertOpen();
     await this.flushOutbox();
     return (await this.request({ t: "redeem", id: 0, token })) as User;
+  }
+
+  /** The address a login link's token is for, without using it up: ask
+   * "Log in as …?" before `completeLogin`, so a link someone else sent
+   * cannot silently sign this device into their account. */
+  async loginInfo(token: string): Promise<string> {
+    this.assertOpen();
+    return (await this.request({ t: "loginInfo", id: 0, token })) as string;
   }
 
   /** Ends the session: the server expires its certificate and this device
@@ -660,7 +672,7 @@ export class Database {
         this.updateStatus({ user: m.user, sessionId: m.sessionId });
         break;
       case "syncStatus":
-        this.updateStatus({ online: m.online, synced: m.synced, lastSync: m.lastSync });
+        this.updateStatus({ online: m.online, synced: m.synced, lastSync: m.lastSync, unsynced: m.unacked });
         break;
       case "durable":
         for (const seq of [...this.unsure.keys()]) if (seq <= m.seq) this.unsure.delete(seq);

@@ -3,7 +3,7 @@
 // `Engine`, opens storage for each repository, and answers messages.
 
 import type { FromEngine, LoadReport, Recipient, ToEngine, User } from "./protocol.js";
-import { SyncClient } from "./sync_client.js";
+import { type SocketFactory, SyncClient } from "./sync_client.js";
 
 /** The repository of session certificates (rust/core/src/trust.rs). */
 const SESSIONS = "/sys/sessions";
@@ -21,11 +21,17 @@ export interface WasmEngine {
   flush(): void;
   history(repo: string, key: string): unknown[];
   export(repo: string): Uint8Array;
-  syncStart(repo: string, seed: number): Uint8Array;
-  syncHandle(frame: Uint8Array): Uint8Array;
-  readonly synced: boolean;
-  pushFrames(): Uint8Array;
-  syncReset(): void;
+  syncConnected(now: number): void;
+  syncDisconnected(): void;
+  syncReceive(frame: Uint8Array, now: number): void;
+  syncTick(now: number): void;
+  syncFrames(): Uint8Array;
+  syncNow(): void;
+  syncComplete(now: number): boolean;
+  synced(now: number): boolean;
+  readonly unacked: number;
+  refused(): unknown[];
+  denied(): unknown[];
   import(repo: string, image: Uint8Array): { added: number; rejected: number };
   close(repo: string): void;
   setSession(seed: Uint8Array): void;
@@ -35,9 +41,10 @@ export interface WasmEngine {
   canWrite(repo: string): boolean;
   readonly rejectedCount: number;
   readonly memoryBytes: number;
-  loginFrame(email: string): Uint8Array;
-  redeemFrame(token: string): Uint8Array;
-  logoutFrame(): Uint8Array;
+  login(email: string): void;
+  redeem(token: string): void;
+  loginInfo(token: string): void;
+  logout(): void;
 }
 
 /** A connection event reported by the engine (rust/wasm/src/replica.rs). */
@@ -46,7 +53,8 @@ export type EngineEvent =
   | { t: "welcome"; user: string; email: string; expires: number }
   | { t: "error"; repo: string; code: string; message: string }
   | { t: "rejected"; repo: string; code: string; message: string }
-  | { t: "loginSent"; email: string };
+  | { t: "loginSent"; email: string }
+  | { t: "loginIs"; email: string };
 
 /** Synchronous file-like storage (rust/wasm/src/js_storage.rs). */
 export interface LogBackend {
@@ -116,7 +124,7 @@ export class EngineServer {
   /** Resolves once `/sys/sessions` is open in the engine. */
   private sessionsReady: Promise<void> = Promise.resolve();
   /** A login request waiting for the server's answer. */
-  private pendingLogin: { kind: "login" | "redeem"; resolve: (v: unknown) => void; reject: (e: Error) => void } | null = null;
+  private pendingLogin: { kind: "login" | "redeem" | "loginInfo"; resolve: (v: unknown) => void; reject: (e: Error) => void } | null = null;
 
   constructor(
     private readonly factory: EngineFactory,
@@ -125,6 +133,8 @@ export class EngineServer {
     private readonly deliver: (msg: FromEngine, to: Recipient) => void,
     /** ws(s):// URL of the server's sync endpoint, if any. */
     private readonly syncUrl?: string,
+    /** Opens a WebSocket (the runtime's, or the `ws` package in Node). */
+    private readonly socket: SocketFactory = (url) => new WebSocket(url) as unknown as import("./sync_client.js").SocketLike,
   ) {}
 
   /** The tab whose message is being handled. */
@@ -182,7 +192,7 @@ export class EngineServer {
     const t0 = Date.now();
     return new Promise((resolve, reject) => {
       const check = () => {
-        if (sync.isWelcomed) resolve();
+        if (sync.welcomed) resolve();
         else if (Date.now() - t0 > timeoutMs) reject(Object.assign(new Error("the server did not accept the new session in time"), { code: "ERR_SYNC_TIMEOUT" }));
         else setTimeout(check, 50);
       };
@@ -223,6 +233,12 @@ export class EngineServer {
           break;
         case "loginSent":
           if (this.pendingLogin?.kind === "login") {
+            this.pendingLogin.resolve(ev.email);
+            this.pendingLogin = null;
+          }
+          break;
+        case "loginIs":
+          if (this.pendingLogin?.kind === "loginInfo") {
             this.pendingLogin.resolve(ev.email);
             this.pendingLogin = null;
           }
@@ -274,14 +290,19 @@ export class EngineServer {
       this.sessionsReady = this.storage.open(engine, SESSIONS).then(() => undefined);
       this.sessionsReady.catch((e) => this.fail(undefined, e, { all: true }));
       if (this.syncUrl) {
-        this.sync = new SyncClient(() => this.engine!, this.syncUrl, () => [...this.openRepos.keys()], {
-          changed: () => {
-            this.sendChanged();
-            this.scheduleFlush();
+        this.sync = new SyncClient(
+          () => this.engine!,
+          this.syncUrl,
+          {
+            changed: () => {
+              this.sendChanged();
+              this.scheduleFlush();
+            },
+            status: (s) => this.deliver({ t: "syncStatus", ...s }, { all: true }),
+            engine: (events) => this.engineEvents(events),
           },
-          status: (s) => this.deliver({ t: "syncStatus", ...s }, { all: true }),
-          engine: (events) => this.engineEvents(events),
-        });
+          this.socket,
+        );
         const sync = this.sync;
         this.sessionsReady.then(() => sync.start(), () => {});
       }
@@ -300,7 +321,8 @@ export class EngineServer {
           this.send({ t: "opened", id: msg.id, repo: msg.repo, report, heads, writable: engine.canWrite(msg.repo) });
           if (!known) {
             this.openRepos.set(msg.repo, report);
-            this.sync?.repoOpened(msg.repo);
+            // Opening queued a round when connected: send it.
+            this.sync?.kick();
           }
         } catch (e) {
           this.fail(msg.id, e);
@@ -315,7 +337,7 @@ export class EngineServer {
           if (mutated.length > 1) this.deliver({ t: "changed", bytes: mutated }, { all: true, except: this.from });
         }
         this.sendChanged();
-        this.sync?.afterMutate();
+        this.sync?.kick();
         this.scheduleFlush();
         break;
       }
@@ -333,6 +355,7 @@ export class EngineServer {
         break;
       case "login":
       case "redeem":
+      case "loginInfo":
         try {
           const sync = this.requireSync();
           // Right after a page load the connection may still be opening.
@@ -342,10 +365,12 @@ export class EngineServer {
             await this.rotateSession(engine);
             await this.whenWelcomed(sync);
           }
-          const frame = msg.t === "login" ? engine.loginFrame(msg.email) : engine.redeemFrame(msg.token);
           if (this.pendingLogin) this.pendingLogin.reject(Object.assign(new Error("superseded by a newer login request"), { code: "ERR_LOGIN" }));
           const answer = new Promise((resolve, reject) => (this.pendingLogin = { kind: msg.t, resolve, reject }));
-          sync.send(frame);
+          if (msg.t === "login") engine.login(msg.email);
+          else if (msg.t === "redeem") engine.redeem(msg.token);
+          else engine.loginInfo(msg.token);
+          sync.kick();
           const value = await answer;
           this.send({ t: "done", id: msg.id, value });
         } catch (e) {
@@ -354,7 +379,10 @@ export class EngineServer {
         break;
       case "logout":
         try {
-          if (this.sync?.isWelcomed) this.sync.send(engine.logoutFrame());
+          if (this.sync?.welcomed) {
+            engine.logout();
+            this.sync.kick();
+          }
           await this.rotateSession(engine);
           this.send({ t: "done", id: msg.id });
         } catch (e) {

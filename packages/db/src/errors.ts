@@ -22,7 +22,14 @@ export type ErrorCode =
   | "ERR_SESSION_EXPIRED"
   | "ERR_HANDSHAKE"
   | "ERR_LOGIN"
-  | "ERR_OFFLINE";
+  | "ERR_OFFLINE"
+  | "ERR_QUOTA"
+  | "ERR_CLOCK"
+  | "ERR_VERSION"
+  | "ERR_TIMEOUT"
+  | "ERR_TOO_SLOW"
+  | "ERR_UNAVAILABLE"
+  | "ERR_CONFIG";
 
 export class IbexError extends Error {
   readonly code: ErrorCode;

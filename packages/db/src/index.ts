@@ -34,7 +34,8 @@ export interface IbexOpenOptions extends OpenOptions {
   /** Default: `"opfs"` in browsers, `"memory"` in Node. */
   storage?: StorageOption;
   /** The ibex-server to sync with, e.g. `"/"` (this page's origin) or
-   * `"https://example.com"`; the engine connects to its `/sync` endpoint. */
+   * `"https://example.com"`; the engine connects to its `/sync` endpoint.
+   * In Node, an absolute URL (`"http://127.0.0.1:8080"`). */
   server?: string;
 }
 
@@ -45,7 +46,7 @@ async function createChannel(opts: IbexOpenOptions): Promise<EngineChannel> {
   if (isNode && (storage === "memory" || typeof storage === "object")) {
     const node = await import("./node.js");
     const provider = storage === "memory" ? new node.MemoryStorage() : new node.NodeDirStorage(storage.dir);
-    return node.inProcessChannel(await node.nodeEngineFactory(), provider);
+    return node.inProcessChannel(await node.nodeEngineFactory(), provider, opts.server);
   }
   if (typeof storage === "object" || isNode) {
     throw new IbexError("ERR_STORAGE", `Storage ${JSON.stringify(storage)} is not available here: browsers use "opfs", "indexeddb" or "memory"; Node uses { dir } or "memory"`);

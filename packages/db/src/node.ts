@@ -7,6 +7,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { type EngineFactory, EngineServer, type LogBackend, MemoryStorage, type StorageProvider, type WasmEngine } from "./engine_server.js";
+import type { SocketFactory, SocketLike } from "./sync_client.js";
 
 export { MemoryStorage };
 import type { EngineChannel, FromEngine, ToEngine } from "./protocol.js";
@@ -121,20 +122,52 @@ export async function nodeEngineFactory(): Promise<EngineFactory> {
   return factory;
 }
 
-/** An engine in this thread, answering asynchronously like a worker would. */
-export function inProcessChannel(f: EngineFactory, storage: StorageProvider): EngineChannel {
+/** The ws(s):// URL of a server's sync endpoint (`"http://host:8080"`,
+ * `"ws://host:8080"` or a URL ending in `/sync`). Node has no page origin,
+ * so relative URLs (`"/"`) are refused with a clear error. */
+export function nodeSyncUrl(server: string): string {
+  let url: URL;
+  try {
+    url = new URL(server);
+  } catch {
+    throw Object.assign(new Error(`server \`${server}\` is not an absolute URL: in Node pass e.g. "http://127.0.0.1:8080"`), { code: "ERR_CONFIG" });
+  }
+  if (url.protocol === "http:") url.protocol = "ws:";
+  else if (url.protocol === "https:") url.protocol = "wss:";
+  else if (url.protocol !== "ws:" && url.protocol !== "wss:") throw Object.assign(new Error(`server \`${server}\`: use http(s):// or ws(s)://`), { code: "ERR_CONFIG" });
+  if (!url.pathname.endsWith("/sync")) url.pathname = `${url.pathname.replace(/\/$/, "")}/sync`;
+  return url.toString();
+}
+
+/** WebSockets in Node: the `ws` package (Node 20 has no stable built-in). */
+async function nodeSockets(): Promise<SocketFactory> {
+  const { WebSocket } = await import("ws");
+  return (url) => new WebSocket(url) as unknown as SocketLike;
+}
+
+/** An engine in this thread, answering asynchronously like a worker would.
+ * With `server`, it syncs with that ibex-server over a WebSocket. */
+export async function inProcessChannel(f: EngineFactory, storage: StorageProvider, server?: string): Promise<EngineChannel> {
   let handler: (msg: FromEngine) => void = () => {};
   let closed = false;
+  const syncUrl = server === undefined ? undefined : nodeSyncUrl(server);
+  const sockets = syncUrl ? await nodeSockets() : undefined;
   // One tab only ("self"): every recipient is this thread, except for
   // messages meant for the other tabs (heads of this tab's own writes,
   // which re-applied here would redo every write still in flight).
-  const server = new EngineServer(f, storage, (msg, to) => {
-    if (typeof to === "object" && to.except === "self") return;
-    queueMicrotask(() => !closed && handler(msg));
-  });
-  server.hasFollowers = () => false;
+  const server_ = new EngineServer(
+    f,
+    storage,
+    (msg, to) => {
+      if (typeof to === "object" && to.except === "self") return;
+      queueMicrotask(() => !closed && handler(msg));
+    },
+    syncUrl,
+    sockets,
+  );
+  server_.hasFollowers = () => false;
   return {
-    post: (msg: ToEngine) => queueMicrotask(() => server.handle(msg)),
+    post: (msg: ToEngine) => queueMicrotask(() => server_.handle(msg)),
     onMessage: (h) => {
       handler = h;
     },

@@ -40,6 +40,7 @@ export type ToEngine =
   | { t: "sync"; id: number; timeoutMs: number }
   | { t: "login"; id: number; email: string }
   | { t: "redeem"; id: number; token: string }
+  | { t: "loginInfo"; id: number; token: string }
   | { t: "logout"; id: number }
   /** The page's view of the network (workers do not always see it). */
   | { t: "network"; online: boolean };
@@ -51,7 +52,7 @@ export type FromEngine =
   | { t: "user"; user: User | null; sessionId: string; writable: Record<string, boolean> }
   | { t: "outcomes"; seq: number; bytes: Uint8Array }
   | { t: "changed"; bytes: Uint8Array }
-  | { t: "syncStatus"; online: boolean; synced: boolean; lastSync: number | null }
+  | { t: "syncStatus"; online: boolean; synced: boolean; lastSync: number | null; unacked: number }
   /** Every batch of this tab up to `seq` is on storage (flushed). */
   | { t: "durable"; seq: number }
   /** Synthesized by the channel: a (new) engine serves this tab now;

@@ -1,25 +1,49 @@
-// The engine's connection to ibex-server (rust/core/src/sync.rs protocol
-// over a WebSocket): on connect every open repository is reconciled; local
-// commits are pushed as they are made; frames from the server are handled
-// by the engine (which verifies every commit) and changed heads go to the
-// main thread. Reconnects with jittered exponential back-off.
+// The engine's connection to ibex-server: a WebSocket carrying the sync
+// protocol (rust/core/src/sync/). All protocol state — handshake,
+// reconciliation rounds, pushes, acknowledgements, heartbeats — lives in
+// the engine's Rust session; this class only moves bytes, runs its timer
+// and reconnects with jittered exponential back-off.
 //
-// Every connection starts with the handshake (rust/core/src/handshake.rs):
-// the engine answers the server's hello with a signature over its nonce,
-// and starts reconciling once the server's welcome says the session is
-// certified. Connection events (welcome, errors, login links, rejected
-// commits) go to `events.engine`.
+// "Synced" comes from the engine: a live connection (frames within the
+// heartbeat window), every open repository reconciled on it, every local
+// commit acknowledged as durable by the server, none refused. `db.sync()`
+// starts a fresh round for every repository and waits for it, so it never
+// resolves against a frozen or partitioned server.
 
 import { Reader } from "./codec.js";
 import type { EngineEvent, WasmEngine } from "./engine_server.js";
 
 const MIN_BACKOFF = 500;
 const MAX_BACKOFF = 15_000;
+const TICK_MS = 1_000;
+
+/** The subset of the WebSocket API the client uses (browsers' WebSocket
+ * and the `ws` package in Node both provide it). */
+export interface SocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: unknown) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: Uint8Array): void;
+  close(): void;
+}
+
+export type SocketFactory = (url: string) => SocketLike;
+
+export interface SyncStatus {
+  online: boolean;
+  synced: boolean;
+  lastSync: number | null;
+  /** Local commits not yet acknowledged as durable by the server. */
+  unacked: number;
+}
 
 export interface SyncEvents {
   /** Frames were applied: send changed heads to the main thread. */
   changed(): void;
-  status(s: { online: boolean; synced: boolean; lastSync: number | null }): void;
+  status(s: SyncStatus): void;
   /** What the engine reported about the connection. */
   engine(events: EngineEvent[]): void;
 }
@@ -32,46 +56,45 @@ function frames(bytes: Uint8Array): Uint8Array<ArrayBuffer>[] {
   return out;
 }
 
+const OPEN = 1;
+
 export class SyncClient {
-  private ws: WebSocket | null = null;
-  private online = false;
-  /** The server certified this session on the current connection. */
-  private welcomed = false;
+  private ws: SocketLike | null = null;
+  private open = false;
   private backoff = MIN_BACKOFF;
   private lastSync: number | null = null;
-  private waiters: (() => void)[] = [];
+  private waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
   private stopped = false;
-  /** False while the page reports the network down: no reconnecting. */
   private networkUp = true;
+  private timer: ReturnType<typeof setInterval> | null = null;
+  private retry: ReturnType<typeof setTimeout> | null = null;
+  private last: SyncStatus | null = null;
+  /** The server certified this session on the current connection. */
+  welcomed = false;
 
   constructor(
     private readonly engine: () => WasmEngine,
     private readonly url: string,
-    private readonly repos: () => string[],
     private readonly events: SyncEvents,
+    private readonly socket: SocketFactory,
   ) {}
 
   start(): void {
-    if (typeof WebSocket === "undefined") throw Object.assign(new Error("WebSocket is not available in this runtime"), { code: "ERR_WORKER" });
-    // Going offline closes the connection at once; coming back reconnects
-    // without waiting for the back-off.
     if (typeof addEventListener === "function") {
       addEventListener("offline", () => this.setNetwork(false));
       addEventListener("online", () => this.setNetwork(true));
     }
+    this.timer = setInterval(() => this.tick(), TICK_MS);
+    // Node: the timer must not keep the process alive by itself.
+    (this.timer as { unref?: () => void }).unref?.();
     this.connect();
   }
 
   /** The network went down or came back (as the page or worker sees it). */
   setNetwork(up: boolean): void {
     this.networkUp = up;
-    if (!up) {
-      const ws = this.ws;
-      if (ws) {
-        ws.onclose?.(new CloseEvent("close"));
-        ws.close();
-      }
-    } else if (!this.ws) {
+    if (!up) this.drop();
+    else if (!this.ws) {
       this.backoff = MIN_BACKOFF;
       this.connect();
     }
@@ -79,112 +102,186 @@ export class SyncClient {
 
   stop(): void {
     this.stopped = true;
-    this.ws?.close();
+    if (this.timer) clearInterval(this.timer);
+    if (this.retry) clearTimeout(this.retry);
+    this.drop();
+    for (const w of this.waiters.splice(0)) w.reject(Object.assign(new Error("the database was closed"), { code: "ERR_CLOSED" }));
   }
 
   private connect(): void {
     if (this.stopped || !this.networkUp || this.ws) return;
-    const ws = new WebSocket(this.url);
+    let ws: SocketLike;
+    try {
+      ws = this.socket(this.url);
+    } catch (e) {
+      this.events.engine([{ t: "error", repo: "", code: "ERR_OFFLINE", message: `cannot connect to ${this.url}: ${e instanceof Error ? e.message : String(e)}` }]);
+      this.scheduleReconnect();
+      return;
+    }
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.onopen = () => {
-      this.online = true;
-      this.welcomed = false;
+      if (this.ws !== ws) return;
+      this.open = true;
       this.backoff = MIN_BACKOFF;
+      this.engine().syncConnected(Date.now());
       this.report();
     };
-    ws.onmessage = (e: MessageEvent<ArrayBuffer>) => {
+    ws.onmessage = (e) => {
+      if (this.ws !== ws) return;
+      const data = e.data instanceof ArrayBuffer ? new Uint8Array(e.data) : ArrayBuffer.isView(e.data) ? new Uint8Array(e.data.buffer, e.data.byteOffset, e.data.byteLength) : null;
+      if (!data) return;
       const engine = this.engine();
       try {
-        for (const f of frames(engine.syncHandle(new Uint8Array(e.data)))) ws.send(f);
+        engine.syncReceive(data, Date.now());
       } catch (err) {
-        // A frame the engine refused (a bad handshake, a server with another
-        // root key, a sync that did not converge): start over later.
-        console.warn("ibex sync:", err);
-        const code = (err as { code?: string }).code ?? "ERR_SYNC";
+        // The engine refused the connection (a bad handshake, a server with
+        // another root key or protocol version): report, close, retry later.
+        const code = (err as { code?: string }).code ?? "ERR_HANDSHAKE";
         this.events.engine([{ t: "error", repo: "", code, message: err instanceof Error ? err.message : String(err) }]);
-        ws.close();
+        this.drop();
       }
+      this.flushFrames();
       const events = engine.takeEvents();
-      if (events.some((ev) => ev.t === "welcome")) this.welcomed = true;
-      for (const ev of events) if (ev.t === "rejected") console.warn(`ibex sync: refused a commit in ${ev.repo}: ${ev.message}`);
+      for (const ev of events) {
+        if (ev.t === "welcome") this.welcomed = true;
+        if (ev.t === "rejected") console.warn(`ibex sync: refused a commit in ${ev.repo}: ${ev.message}`);
+      }
       if (events.length) this.events.engine(events);
       this.events.changed();
       this.report();
     };
+    // Closing is handled once, in onclose; an error is always followed by it.
+    ws.onerror = () => {};
     ws.onclose = () => {
       if (this.ws !== ws) return;
       this.ws = null;
-      this.online = false;
+      this.open = false;
       this.welcomed = false;
-      // Stop reacting to this socket: closing may take a while to complete.
-      ws.onmessage = null;
-      this.engine().syncReset();
+      this.engine().syncDisconnected();
       this.report();
-      if (this.stopped) return;
-      const wait = this.backoff * (0.5 + Math.random());
-      this.backoff = Math.min(MAX_BACKOFF, this.backoff * 2);
-      setTimeout(() => this.connect(), wait);
+      this.scheduleReconnect();
     };
-    ws.onerror = () => ws.close();
   }
 
-  private reconcile(repo: string): void {
-    const seed = Math.floor(Math.random() * 2 ** 52);
-    // Empty until the server has welcomed this session.
-    const frame = this.engine().syncStart(repo, seed);
-    if (frame.length) this.ws?.send(new Uint8Array(frame));
+  private scheduleReconnect(): void {
+    if (this.stopped || this.retry) return;
+    const wait = this.backoff * (0.5 + Math.random());
+    this.backoff = Math.min(MAX_BACKOFF, this.backoff * 2);
+    this.retry = setTimeout(() => {
+      this.retry = null;
+      this.connect();
+    }, wait);
+    (this.retry as { unref?: () => void }).unref?.();
   }
 
-  /** Sends a control frame on a welcomed connection. */
-  send(frame: Uint8Array): void {
-    if (!this.ws || !this.welcomed) throw Object.assign(new Error(`not connected to ${this.url}: logging in needs the server`), { code: "ERR_OFFLINE" });
-    this.ws.send(new Uint8Array(frame));
+  /** Closes the current socket (it reconnects later unless stopped). */
+  private drop(): void {
+    const ws = this.ws;
+    if (!ws) return;
+    this.ws = null;
+    this.open = false;
+    this.welcomed = false;
+    ws.onmessage = null;
+    ws.onopen = null;
+    ws.onclose = null;
+    try {
+      ws.close();
+    } catch {
+      // Closing a socket that never opened may throw; it is gone either way.
+    }
+    this.engine().syncDisconnected();
+    this.report();
+    this.scheduleReconnect();
   }
 
-  get isWelcomed(): boolean {
-    return this.welcomed;
+  private tick(): void {
+    if (this.ws && this.open) {
+      try {
+        this.engine().syncTick(Date.now());
+      } catch (err) {
+        // The server stopped answering (heartbeat): drop the link.
+        const code = (err as { code?: string }).code ?? "ERR_TIMEOUT";
+        this.events.engine([{ t: "error", repo: "", code, message: err instanceof Error ? err.message : String(err) }]);
+        this.drop();
+        return;
+      }
+      this.flushFrames();
+    }
+    this.report();
+  }
+
+  /** Sends whatever the engine queued (pushes, rounds, answers). */
+  flushFrames(): void {
+    const ws = this.ws;
+    const bytes = this.engine().syncFrames();
+    if (!ws || !this.open || ws.readyState !== OPEN) return;
+    for (const f of frames(bytes)) ws.send(f);
   }
 
   /** Drops the connection and connects again soon (after a session change). */
   reconnect(): void {
     this.backoff = MIN_BACKOFF / 2;
-    if (this.ws) this.ws.close();
+    if (this.ws) this.drop();
     else this.connect();
   }
 
-  /** A repository was opened: reconcile it now if connected. */
-  repoOpened(repo: string): void {
-    if (this.online) {
-      this.reconcile(repo);
-      this.report();
-    }
+  /** A repository was opened, or local commits were made: send what the
+   * engine queued for them. */
+  kick(): void {
+    this.flushFrames();
+    this.report();
   }
 
-  /** Local commits were made: push them now if connected. */
-  afterMutate(): void {
-    if (!this.online || !this.ws || !this.welcomed) return;
-    for (const f of frames(this.engine().pushFrames())) this.ws.send(f);
+  get connected(): boolean {
+    return this.open;
   }
 
   private report(): void {
-    const synced = this.online && this.engine().synced;
-    if (synced) {
-      this.lastSync = Date.now();
-      for (const w of this.waiters.splice(0)) w();
+    const engine = this.engine();
+    const now = Date.now();
+    const synced = this.open && engine.synced(now);
+    if (synced) this.lastSync = now;
+    if (this.waiters.length && this.open && engine.syncComplete(now)) for (const w of this.waiters.splice(0)) w.resolve();
+    const s: SyncStatus = { online: this.open, synced, lastSync: this.lastSync, unacked: engine.unacked };
+    const l = this.last;
+    if (!l || l.online !== s.online || l.synced !== s.synced || l.unacked !== s.unacked || (synced && l.lastSync !== s.lastSync && now - (l.lastSync ?? 0) > 1000)) {
+      this.last = s;
+      this.events.status(s);
     }
-    this.events.status({ online: this.online, synced, lastSync: this.lastSync });
   }
 
-  /** Resolves once connected and every open repository is reconciled. */
+  /** Starts a round for every open repository and resolves once it is
+   * complete and every local commit is acknowledged as durable. */
   whenSynced(timeoutMs: number): Promise<void> {
-    if (this.online && this.engine().synced) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(Object.assign(new Error(`not synced with ${this.url} within ${timeoutMs} ms (${this.online ? "online" : "offline"})`), { code: "ERR_SYNC_TIMEOUT" })), timeoutMs);
-      this.waiters.push(() => {
-        clearTimeout(timer);
-        resolve();
-      });
+      const waiter = {
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (e: Error) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        const engine = this.engine();
+        const refused = engine.refused() as { repo: string; code: string; message: string }[];
+        const why = !this.open
+          ? `not connected to ${this.url}`
+          : refused.length
+            ? `the server refused ${refused.length} commit(s): ${refused[0]!.code} ${refused[0]!.message}`
+            : engine.unacked
+              ? `${engine.unacked} local commit(s) not acknowledged by the server yet`
+              : "the server has not answered";
+        reject(Object.assign(new Error(`not synced with ${this.url} within ${timeoutMs} ms: ${why}`), { code: "ERR_SYNC_TIMEOUT" }));
+      }, timeoutMs);
+      this.waiters.push(waiter);
+      this.engine().syncNow();
+      this.flushFrames();
+      this.report();
     });
   }
 }

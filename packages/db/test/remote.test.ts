@@ -50,7 +50,7 @@ describe("values from other replicas", () => {
     // b's channel makes a local edit the instant the import is posted: the
     // engine then sends the imported head (without the edit) before it has
     // even seen the edit — the window where local intent must win.
-    const inner = inProcessChannel(await nodeEngineFactory(), new MemoryStorage());
+    const inner = await inProcessChannel(await nodeEngineFactory(), new MemoryStorage());
     let onImportPosted: (() => void) | null = null;
     const channel = { ...inner, post: (m: Parameters<typeof inner.post>[0]) => (inner.post(m), m.t === "import" && onImportPosted?.()) };
     const b = new Database(channel, { name: "b", schemas: [Task] });
