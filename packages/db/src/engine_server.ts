@@ -27,6 +27,7 @@ export interface WasmEngine {
   syncTick(now: number): void;
   syncFrames(): Uint8Array;
   syncNow(): void;
+  syncDone(): void;
   syncComplete(now: number): boolean;
   synced(now: number): boolean;
   readonly unacked: number;

@@ -242,7 +242,10 @@ export class SyncClient {
     const now = Date.now();
     const synced = this.open && engine.synced(now);
     if (synced) this.lastSync = now;
-    if (this.waiters.length && this.open && engine.syncComplete(now)) for (const w of this.waiters.splice(0)) w.resolve();
+    if (this.waiters.length && this.open && engine.syncComplete(now)) {
+      engine.syncDone();
+      for (const w of this.waiters.splice(0)) w.resolve();
+    }
     const s: SyncStatus = { online: this.open, synced, lastSync: this.lastSync, unacked: engine.unacked };
     const l = this.last;
     if (!l || l.online !== s.online || l.synced !== s.synced || l.unacked !== s.unacked || (synced && l.lastSync !== s.lastSync && now - (l.lastSync ?? 0) > 1000)) {
@@ -268,6 +271,7 @@ export class SyncClient {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== waiter);
         const engine = this.engine();
+        if (!this.waiters.length) engine.syncDone();
         const refused = engine.refused() as { repo: string; code: string; message: string }[];
         const why = !this.open
           ? `not connected to ${this.url}`

@@ -172,9 +172,10 @@ pub struct Repository {
     /// The last value rebuilt from a delta chain, so the next commit on the
     /// chain (or a sibling) starts from it instead of replaying the chain.
     vcache: std::sync::Mutex<Option<(CommitId, Arc<ItemData>)>>,
-    /// Bytes the caller still lets integration copy while rebuilding values
-    /// (`None`: unlimited); see [`Repository::set_work_budget`].
-    work_budget: Option<u64>,
+    /// Bytes the caller still lets integration copy while rebuilding values,
+    /// and whether nothing was charged yet (`None`: unlimited); see
+    /// [`Repository::set_work_budget`].
+    work_budget: Option<(u64, bool)>,
     /// Keys whose head changed; not tracked while loading a log.
     changed: HashSet<Arc<str>>,
     track_changes: bool,
@@ -344,9 +345,11 @@ impl Repository {
     /// Limits the bytes of values integration may copy while rebuilding
     /// delta chains, until the next call (`None`: no limit). A server sets
     /// it per received frame, so a frame of many siblings on a long chain
-    /// over a large value is refused (`ERR_QUOTA`) instead of stalling it.
+    /// over a large value is cut short (`ERR_QUOTA`, and the rest comes in
+    /// a later round) instead of stalling it. The first commit always
+    /// passes.
     pub fn set_work_budget(&mut self, bytes: Option<u64>) {
-        self.work_budget = bytes;
+        self.work_budget = bytes.map(|b| (b, true));
     }
 
     /// Commits integrated since the last call (unblocked waiting commits
@@ -574,15 +577,50 @@ impl Repository {
         Ok(())
     }
 
-    /// Charges `bytes` of value copying to the work budget.
+    /// Charges `bytes` of value copying to the work budget. The first
+    /// charge after [`Repository::set_work_budget`] always passes, so every
+    /// frame makes progress however large one value is.
     fn charge(&mut self, id: &CommitId, bytes: u64) -> Result<()> {
-        if let Some(left) = &mut self.work_budget {
-            if *left < bytes {
-                return Err(Error::Quota(format!("commit {} needs rebuilding {bytes} bytes of values, more than this frame may cost; send fewer commits per frame", id.to_hex())));
+        if let Some((left, first)) = &mut self.work_budget {
+            if *left < bytes && !*first {
+                return Err(Error::Quota(format!("commit {} needs rebuilding {bytes} bytes of values, more than one frame may cost here; it is taken in a later round", id.to_hex())));
             }
-            *left -= bytes;
+            *left = left.saturating_sub(bytes);
+            *first = false;
         }
         Ok(())
+    }
+
+    /// The value of `base` for a delta on it, owned: taken from the item's
+    /// head when `base` is its only leaf (a linear history: no copy at
+    /// all), else rebuilt or copied, and charged to the work budget.
+    fn base_for_delta(&mut self, base: &CommitId, id: &CommitId, body: usize) -> Result<ItemData> {
+        let node = &self.nodes[base];
+        let key = node.commit.key.clone();
+        let schema = node.commit.schema.clone();
+        let value_bytes = u64::from(node.value_bytes);
+        if let Some(item) = self.items.get_mut(&key)
+            && item.leaves == [*base]
+            && item.head.as_ref().is_some_and(|h| h.schema == schema)
+        {
+            let head = item.head.take().expect("checked above");
+            let data = Arc::try_unwrap(head).map(|h| h.data).unwrap_or_else(|h| h.data.clone());
+            {
+                let mut cache = self.vcache.lock().unwrap_or_else(|e| e.into_inner());
+                if cache.as_ref().is_some_and(|(cid, _)| cid == base) {
+                    *cache = None;
+                }
+            }
+            if Arc::strong_count(&data) == 1 {
+                self.charge(id, body as u64)?;
+                return Ok(Arc::try_unwrap(data).unwrap_or_else(|d| (*d).clone()));
+            }
+            // Shared elsewhere (a caller holds the head): copy it.
+            self.charge(id, value_bytes + body as u64)?;
+            return Ok((*data).clone());
+        }
+        self.charge(id, value_bytes + body as u64)?;
+        Ok(Arc::unwrap_or_clone(self.value_of(base)?))
     }
 
     /// The value carried by a commit that is not integrated yet.
@@ -590,16 +628,11 @@ impl Repository {
         Ok(match c.body()? {
             Body::Full(d) => d,
             Body::Delta { base, changes } => {
-                // A copy of the base value (siblings each need their own),
-                // charged to the budget before it is made.
-                let cost = u64::from(self.nodes[&base].value_bytes) + c.body_len() as u64;
-                self.charge(&c.id, cost)?;
-                let base_val = self.value_of(&base)?;
-                let mut v = Arc::unwrap_or_clone(base_val);
+                let mut v = self.base_for_delta(&base, &c.id, c.body_len())?;
                 change::apply_in_place(&mut v, &changes).map_err(|e| Self::reject(&c.id, e))?;
-                let v = Arc::new(v);
-                *self.vcache.lock().unwrap_or_else(|e| e.into_inner()) = Some((c.id, v.clone()));
-                v
+                // Not cached here: it usually becomes the item's head, and a
+                // second reference would force a copy on the next delta.
+                Arc::new(v)
             }
         })
     }

@@ -146,6 +146,12 @@ impl StoredCommit {
         (commit.get(at) == Some(&crate::commit::BODY_FULL)).then(|| &commit[at + 1..])
     }
 
+    /// Decodes the body strictly, only to reject malformed ones (a commit
+    /// parsed without `check_body`, once its signature was verified).
+    pub fn check_body(&self) -> Result<()> {
+        self.body().map(|_| ())
+    }
+
     /// Decodes the body.
     pub fn body(&self) -> Result<Body> {
         let commit = self.commit_bytes();

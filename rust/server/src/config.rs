@@ -13,6 +13,13 @@ use std::time::Duration;
 
 use crate::login::{LoginVerifier, PrintLink};
 
+/// Opens the storage of a repository's log file. The default is a private
+/// file (`FileStorage::open_private`); tests inject failing storage
+/// (a full disk, `EIO`) here.
+pub trait StorageFactory: Send + Sync {
+    fn open(&self, path: &std::path::Path) -> ibex_core::Result<Box<dyn ibex_core::Storage>>;
+}
+
 /// Every limit of the server (see the README's operations section).
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -101,7 +108,7 @@ impl Default for Limits {
             pending_bytes_per_connection: 16 << 20,
             pending_commits_per_repo: 10_000,
             pending_ttl: Duration::from_secs(600),
-            work_bytes_per_frame: 256 << 20,
+            work_bytes_per_frame: 1 << 30,
             flush_deadline: Duration::from_millis(20),
             max_clock_skew: Duration::from_secs(600),
             max_backdate: Duration::from_millis(ibex_core::trust::DEFAULT_MAX_BACKDATE_MS as u64),
@@ -142,6 +149,8 @@ pub struct Config {
     /// Threads that run repositories (default: the machine's cores).
     pub repo_threads: usize,
     pub limits: Limits,
+    /// Where logs are stored (default: private files under `data`).
+    pub storage: Option<Arc<dyn StorageFactory>>,
 }
 
 impl Config {
@@ -159,6 +168,7 @@ impl Config {
             verifier: Arc::new(PrintLink),
             repo_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             limits: Limits::default(),
+            storage: None,
         }
     }
 }

@@ -31,15 +31,18 @@ use crate::state::{ConnId, Endpoint, Permits, Shared, next_id, now_ms};
 /// Frames of one connection being processed at once.
 pub const IN_FLIGHT: usize = 4;
 
-/// Counts a connection against the limits; `None` if it must be refused.
-pub fn admit(shared: &Shared, ip: IpAddr) -> Result<(), String> {
+/// Counts a connection against the limits: sockets in their HTTP phase
+/// (`ws` false) or WebSockets (`ws` true; an upgraded socket leaves the
+/// HTTP count when its upgrade completes).
+pub fn admit(shared: &Shared, ip: IpAddr, ws: bool) -> Result<(), String> {
     let l = shared.limits();
     let mut c = shared.conns();
-    let total: usize = c.per_ip.values().sum();
+    let total: usize = c.per_ip.values().sum::<usize>() + c.ws_per_ip.values().sum::<usize>();
     if total >= l.max_connections {
         return Err(format!("the server has {total} connections, its limit (--max-connections)"));
     }
-    let n = c.per_ip.entry(ip).or_insert(0);
+    let map = if ws { &mut c.ws_per_ip } else { &mut c.per_ip };
+    let n = map.entry(ip).or_insert(0);
     if *n >= l.max_connections_per_ip {
         return Err(format!("{n} connections from {ip}, the limit per address (--max-connections-per-ip)"));
     }
@@ -47,12 +50,13 @@ pub fn admit(shared: &Shared, ip: IpAddr) -> Result<(), String> {
     Ok(())
 }
 
-pub fn release(shared: &Shared, ip: IpAddr) {
+pub fn release(shared: &Shared, ip: IpAddr, ws: bool) {
     let mut c = shared.conns();
-    if let Some(n) = c.per_ip.get_mut(&ip) {
+    let map = if ws { &mut c.ws_per_ip } else { &mut c.per_ip };
+    if let Some(n) = map.get_mut(&ip) {
         *n -= 1;
         if *n == 0 {
-            c.per_ip.remove(&ip);
+            map.remove(&ip);
         }
     }
 }
@@ -184,11 +188,18 @@ pub async fn serve(socket: WebSocket, shared: Arc<Shared>, ip: IpAddr) {
             }
         }
     }
-    // Let the writer send what was queued (an error frame, a close).
+    // Let the writer send what was queued (an error frame, a close), but
+    // not wait on a reader that does not read.
     out.close("closing");
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    let abort = writer.abort_handle();
+    if out.stalled_for() > Duration::ZERO && out.stalled_for() >= limits.slow_consumer {
+        abort.abort();
+    } else if tokio::time::timeout(Duration::from_secs(2), writer).await.is_err() {
+        abort.abort();
+    }
     c.cleanup();
     Metrics::sub(&shared.metrics.connections, 1);
+    release(&shared, ip, true);
 }
 
 impl Conn {

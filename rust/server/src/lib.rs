@@ -65,6 +65,11 @@ struct PeerIp(IpAddr);
 
 async fn sync(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let ip = req.extensions().get::<PeerIp>().map_or(IpAddr::from([127, 0, 0, 1]), |p| p.0);
+    if let Err(why) = conn::admit(&shared, ip, true) {
+        Metrics::inc(&shared.metrics.quota_refusals);
+        tracing::info!(%ip, "refused a WebSocket: {why}");
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("ERR_QUOTA: {why}")).into_response();
+    }
     let max = shared.limits().max_frame;
     ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| conn::serve(socket, shared, ip)).into_response()
 }
@@ -213,7 +218,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router, shared: Arc
             }
         };
         let ip = peer.ip();
-        if let Err(why) = conn::admit(&shared, ip) {
+        if let Err(why) = conn::admit(&shared, ip, false) {
             Metrics::inc(&shared.metrics.quota_refusals);
             tracing::info!(%ip, "refused a connection: {why}");
             drop(stream);
@@ -232,7 +237,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router, shared: Arc
             let mut b = Builder::new(TokioExecutor::new());
             b.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
             let _ = b.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
-            conn::release(&shared2, ip);
+            conn::release(&shared2, ip, false);
         });
     }
 }

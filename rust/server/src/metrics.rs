@@ -9,6 +9,7 @@ pub struct Metrics {
     pub repos_open: AtomicU64,
     pub queue_bytes: AtomicU64,
     pub inbound_bytes: AtomicU64,
+    pub pending_bytes: AtomicU64,
     pub frames_in: AtomicU64,
     pub frames_out: AtomicU64,
     pub commits_accepted: AtomicU64,
@@ -49,12 +50,13 @@ impl Metrics {
     /// Prometheus text exposition format.
     pub fn prometheus(&self) -> String {
         let g = |c: &AtomicU64| c.load(Relaxed);
-        let rows: [(&str, &str, &str, u64); 21] = [
+        let rows: [(&str, &str, &str, u64); 22] = [
             ("ibex_connections", "gauge", "open connections", g(&self.connections)),
             ("ibex_connections_total", "counter", "connections accepted", g(&self.connections_total)),
             ("ibex_repositories_open", "gauge", "repositories open", g(&self.repos_open)),
             ("ibex_queue_bytes", "gauge", "bytes queued for sending, all connections", g(&self.queue_bytes)),
             ("ibex_inbound_bytes", "gauge", "bytes of received frames being processed", g(&self.inbound_bytes)),
+            ("ibex_pending_bytes", "gauge", "bytes of commits waiting for unknown parents", g(&self.pending_bytes)),
             ("ibex_frames_in_total", "counter", "frames received", g(&self.frames_in)),
             ("ibex_frames_out_total", "counter", "frames sent", g(&self.frames_out)),
             ("ibex_commits_accepted_total", "counter", "commits accepted", g(&self.commits_accepted)),
@@ -88,13 +90,15 @@ impl Metrics {
     pub fn json(&self) -> String {
         let g = |c: &AtomicU64| c.load(Relaxed);
         format!(
-            "{{\"rejectedCommits\":{},\"refusedHandshakes\":{},\"forbiddenReads\":{},\"quotaRefusals\":{},\"connections\":{},\"repositoriesOpen\":{}}}",
+            "{{\"rejectedCommits\":{},\"refusedHandshakes\":{},\"forbiddenReads\":{},\"quotaRefusals\":{},\"connections\":{},\"repositoriesOpen\":{},\"pendingBytes\":{},\"queueBytes\":{}}}",
             g(&self.rejected_commits),
             g(&self.refused_handshakes),
             g(&self.forbidden_reads),
             g(&self.quota_refusals),
             g(&self.connections),
-            g(&self.repos_open)
+            g(&self.repos_open),
+            g(&self.pending_bytes),
+            g(&self.queue_bytes)
         )
     }
 }

@@ -129,6 +129,8 @@ struct Actor {
     flush_reported: bool,
     last_used: Instant,
     last_expiry: Instant,
+    /// Bytes of waiting commits last added to the server-wide gauge.
+    pending_reported: usize,
 }
 
 fn random_u64() -> u64 {
@@ -154,6 +156,7 @@ pub async fn run(shared: Arc<Shared>, path: RepoPath, mut rx: mpsc::Receiver<Rep
         flush_reported: false,
         last_used: Instant::now(),
         last_expiry: Instant::now(),
+        pending_reported: 0,
     };
     a.ensure_open();
     loop {
@@ -176,6 +179,7 @@ pub async fn run(shared: Arc<Shared>, path: RepoPath, mut rx: mpsc::Receiver<Rep
             break;
         }
         a.handle(msg);
+        a.report_pending();
         // Group commit: flush once nothing else is waiting, or when the
         // oldest unflushed commit reaches the deadline.
         if let Some(since) = a.dirty_since
@@ -186,6 +190,11 @@ pub async fn run(shared: Arc<Shared>, path: RepoPath, mut rx: mpsc::Receiver<Rep
         }
     }
     a.flush();
+    if let Some(r) = &mut a.repo {
+        // Waiting commits die with the actor (senders send them again).
+        r.expire_pending(i64::MAX);
+    }
+    a.report_pending();
     Metrics::sub(&shared.metrics.repos_open, 1);
 }
 
@@ -228,8 +237,8 @@ impl Actor {
             r.set_pending_limits(limits);
             return Ok(r);
         }
-        let storage = FileStorage::open_private(&self.file)?;
-        let opened = tokio::task::block_in_place(|| Repository::open(self.path.clone(), schemas.clone(), Box::new(storage)));
+        let storage = self.open_storage()?;
+        let opened = tokio::task::block_in_place(|| Repository::open(self.path.clone(), schemas.clone(), storage));
         let (mut repo, report) = match opened {
             Ok(x) => x,
             Err(e @ Error::LogHeader(_)) => {
@@ -256,6 +265,24 @@ impl Actor {
             self.shared.trust_mut().refresh_all(&mut repo);
         }
         Ok(repo)
+    }
+
+    fn open_storage(&self) -> Result<Box<dyn ibex_core::Storage>, Error> {
+        match &self.shared.config.storage {
+            Some(f) => f.open(&self.file),
+            None => Ok(Box::new(FileStorage::open_private(&self.file)?)),
+        }
+    }
+
+    /// Keeps the server-wide gauge of waiting commits' bytes current.
+    fn report_pending(&mut self) {
+        let now = self.repo.as_ref().map_or(0, Repository::pending_bytes);
+        if now >= self.pending_reported {
+            Metrics::add(&self.shared.metrics.pending_bytes, (now - self.pending_reported) as u64);
+        } else {
+            Metrics::sub(&self.shared.metrics.pending_bytes, (self.pending_reported - now) as u64);
+        }
+        self.pending_reported = now;
     }
 
     fn next_deadline(&self) -> Instant {
@@ -382,6 +409,12 @@ impl Actor {
         }
         let serve = self.serves.entry(from.id).or_insert_with(|| Serve { ep: from.clone(), serve: RepoServe::new(), backlog: Backlog::default(), held: Vec::new() });
         serve.ep = from.clone();
+        if let Frame::Begin { .. } = &frame {
+            // A new round covers everything still queued for this
+            // connection (earlier answers and relays): drop them, so
+            // repeated rounds cost one answer, not a pile of them.
+            serve.backlog = Backlog::default();
+        }
         let repo = self.repo.as_mut().expect("open");
         repo.set_work_budget(Some(shared.limits().work_bytes_per_frame));
         let max_commit = shared.limits().max_commit;
@@ -478,7 +511,11 @@ impl Actor {
             return;
         }
         if !repo.is_persistent() {
-            match FileStorage::open_private(&self.file).and_then(|s| repo.persist_to(Box::new(s))) {
+            let storage = match &shared.config.storage {
+                Some(f) => f.open(&self.file),
+                None => FileStorage::open_private(&self.file).map(|s| Box::new(s) as Box<dyn ibex_core::Storage>),
+            };
+            match storage.and_then(|s| repo.persist_to(s)) {
                 Ok(()) => {
                     if shared.registry.add_known(&self.path) {
                         tracing::info!(repo = %self.path, by = %by.session, "created repository");

@@ -67,7 +67,10 @@ impl Drop for Permits {
 pub struct Conns {
     pub by_id: HashMap<ConnId, Endpoint>,
     pub by_session: HashMap<SessionId, HashSet<ConnId>>,
+    /// Sockets in their HTTP phase, per address.
     pub per_ip: HashMap<IpAddr, usize>,
+    /// WebSocket connections, per address.
+    pub ws_per_ip: HashMap<IpAddr, usize>,
     /// Connections from other servers (role peer): relays of everything.
     pub peers: HashMap<ConnId, Endpoint>,
     /// Our connections to other servers (`--peer`), once welcomed.

@@ -298,7 +298,7 @@ impl Database {
 
     /// Timers (heartbeat, handshake timeout). `Err`: close the connection.
     pub fn sync_tick(&mut self, now: i64) -> Result<()> {
-        self.sync.tick(now)
+        self.sync.tick_with(&mut self.repos, now)
     }
 
     /// Frames to send to the server, in order.
@@ -309,6 +309,11 @@ impl Database {
     /// Starts a round for every open repository (`db.sync()`).
     pub fn sync_now(&mut self) {
         self.sync.sync_now(&mut self.repos);
+    }
+
+    /// Stops waiting for the last `sync_now` (it was answered or timed out).
+    pub fn sync_done(&mut self) {
+        self.sync.sync_done();
     }
 
     /// The rounds of the last `sync_now` completed and everything is

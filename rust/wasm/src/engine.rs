@@ -223,6 +223,12 @@ impl Engine {
         self.db.sync_now();
     }
 
+    /// Stops waiting for the last `syncNow`.
+    #[wasm_bindgen(js_name = syncDone)]
+    pub fn sync_done(&mut self) {
+        self.db.sync_done();
+    }
+
     /// The rounds of the last `syncNow` completed and every local commit is
     /// acknowledged, on a live connection.
     #[wasm_bindgen(js_name = syncComplete)]

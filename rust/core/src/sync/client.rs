@@ -57,8 +57,10 @@ pub struct RepoClient {
     path: RepoPath,
     next_round: u64,
     round: Option<Round>,
-    /// The last round that completed on this connection.
+    /// The last round that completed on this connection, and the commits
+    /// the server wanted in it (they are not durable there until acked).
     completed: u64,
+    completed_wanted: BTreeSet<CommitId>,
     reconciled: bool,
     unacked: BTreeSet<CommitId>,
     rejected: BTreeMap<CommitId, Error>,
@@ -70,7 +72,18 @@ pub struct RepoClient {
 
 impl RepoClient {
     pub fn new(path: RepoPath) -> RepoClient {
-        RepoClient { path, next_round: 1, round: None, completed: 0, reconciled: false, unacked: BTreeSet::new(), rejected: BTreeMap::new(), denied: None, cell_factor: 1.0 }
+        RepoClient {
+            path,
+            next_round: 1,
+            round: None,
+            completed: 0,
+            completed_wanted: BTreeSet::new(),
+            reconciled: false,
+            unacked: BTreeSet::new(),
+            rejected: BTreeMap::new(),
+            denied: None,
+            cell_factor: 1.0,
+        }
     }
 
     pub fn path(&self) -> &RepoPath {
@@ -141,11 +154,33 @@ impl RepoClient {
         self.denied = Some(e);
     }
 
-    /// The server refused one of this side's commits.
+    /// The server refused one of this side's commits. Refusals that can
+    /// pass later (`ERR_QUOTA`: the server was busy; `ERR_STORAGE`: its
+    /// disk) keep the commit unacknowledged, to be sent again in a later
+    /// round; the others are final.
     pub fn refused(&mut self, id: CommitId, e: Error) {
+        if matches!(e.code(), "ERR_QUOTA" | "ERR_STORAGE" | "ERR_PENDING_FULL" | "ERR_UNAVAILABLE") {
+            return;
+        }
         if self.unacked.remove(&id) {
             self.rejected.insert(id, e);
         }
+    }
+
+    /// Whether the commits the server wanted in the last completed round
+    /// are all acknowledged.
+    pub fn wanted_acked(&self) -> bool {
+        !self.any_unacked(&self.completed_wanted)
+    }
+
+    /// Whether any of `ids` is still unacknowledged.
+    pub fn any_unacked(&self, ids: &BTreeSet<CommitId>) -> bool {
+        ids.iter().any(|id| self.unacked.contains(id))
+    }
+
+    /// The unacknowledged commits now.
+    pub fn unacked_ids(&self) -> BTreeSet<CommitId> {
+        self.unacked.clone()
     }
 
     /// New local commits: remembered as unacknowledged, and the frames that
@@ -178,6 +213,7 @@ impl RepoClient {
                 }
                 self.reconciled = true;
                 self.completed = self.completed.max(round);
+                self.completed_wanted = r.wanted;
             }
             Frame::Estimate { round, salt, count, strata, .. } if current(round, self) => {
                 let keyed = Keyed::new(repo.commit_ids(), salt);
@@ -216,8 +252,9 @@ impl RepoClient {
             Frame::InSync { .. } | Frame::Done { .. } | Frame::Estimate { .. } | Frame::More { .. } | Frame::Want { .. } => {}
             Frame::Commits { commits, .. } => {
                 for bytes in commits {
-                    let res = StoredCommit::parse(bytes.into_boxed_slice(), true).and_then(|c| {
+                    let res = StoredCommit::parse(bytes.into_boxed_slice(), false).and_then(|c| {
                         verify(&c)?;
+                        c.check_body()?;
                         let id = c.id;
                         Ok((id, repo.insert_stored(c)?))
                     });

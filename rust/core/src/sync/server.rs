@@ -164,10 +164,14 @@ impl RepoServe {
                 let mut ack = Vec::new();
                 let mut waiting = Vec::new();
                 for bytes in commits {
-                    let parsed = StoredCommit::parse(bytes.into_boxed_slice(), true);
+                    let parsed = StoredCommit::parse(bytes.into_boxed_slice(), false);
                     let id = parsed.as_ref().ok().map(|c| c.id);
+                    // Cheap checks first: the header is parsed, the signature
+                    // and certificate checked on the raw bytes; only then is
+                    // the body decoded (linear) and the value rebuilt.
                     let res = parsed.and_then(|c| {
                         (ctx.verify)(&c)?;
+                        c.check_body()?;
                         repo.insert_from(c, ctx.owner, ctx.now)
                     });
                     match res {

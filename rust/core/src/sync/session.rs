@@ -326,6 +326,10 @@ impl RepoStore for BTreeMap<RepoPath, Repository> {
 /// Rejected commits reported back per frame (the rest are counted).
 const MAX_ERRORS_PER_FRAME: usize = 8;
 
+/// A repository whose commits stay unacknowledged after a round starts
+/// another one after this long without news from the server.
+pub const RETRY_AFTER_MS: i64 = 3_000;
+
 /// A whole client connection: [`ConnClient`] plus one [`RepoClient`] per
 /// repository (see module docs).
 #[derive(Debug)]
@@ -336,8 +340,15 @@ pub struct ClientSession {
     events: Vec<Event>,
     new_certs: Vec<StoredCommit>,
     rejected_total: u64,
-    /// Rounds started by the last [`ClientSession::sync_now`].
+    /// Rounds started by the last [`ClientSession::sync_now`], and the
+    /// commits that were unacknowledged then.
     sync_rounds: BTreeMap<RepoPath, u64>,
+    sync_needed: BTreeMap<RepoPath, std::collections::BTreeSet<CommitId>>,
+    /// `sync_now` was called and waits for the rounds of the connection.
+    sync_pending: bool,
+    /// When each repository last heard from the server (a round that ended
+    /// with commits still unacknowledged is retried after a pause).
+    quiet_since: BTreeMap<RepoPath, i64>,
 }
 
 impl ClientSession {
@@ -350,6 +361,9 @@ impl ClientSession {
             new_certs: Vec::new(),
             rejected_total: 0,
             sync_rounds: BTreeMap::new(),
+            sync_needed: BTreeMap::new(),
+            sync_pending: false,
+            quiet_since: BTreeMap::new(),
         }
     }
 
@@ -405,10 +419,41 @@ impl ClientSession {
         self.sync_rounds.clear();
     }
 
-    /// Timers (heartbeat, handshake timeout); `Err`: close the connection.
+    /// Stops waiting for a `db.sync()` (it was answered or gave up).
+    pub fn sync_done(&mut self) {
+        self.sync_pending = false;
+    }
+
+    /// Timers (heartbeat, handshake timeout, retries); `Err`: close the
+    /// connection. With `store`, a repository whose last round ended with
+    /// commits still unacknowledged (the server was busy, or an answer was
+    /// lost) starts another round after [`RETRY_AFTER_MS`] of quiet.
     pub fn tick(&mut self, now: i64) -> Result<()> {
         for f in self.conn.tick(now)? {
             self.send(f);
+        }
+        Ok(())
+    }
+
+    /// [`ClientSession::tick`] with retries of unacknowledged commits.
+    pub fn tick_with(&mut self, store: &mut dyn RepoStore, now: i64) -> Result<()> {
+        self.tick(now)?;
+        if !self.conn.is_ready() {
+            return Ok(());
+        }
+        let due: Vec<RepoPath> = self
+            .repos
+            .iter()
+            .filter(|(p, s)| s.unacked() > 0 && !s.in_round() && s.denied().is_none() && now - self.quiet_since.get(*p).copied().unwrap_or(0) >= RETRY_AFTER_MS)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in due {
+            self.quiet_since.insert(p.clone(), now);
+            if let Some(repo) = store.repo_mut(&p) {
+                let st = self.repos.get_mut(&p).expect("listed");
+                let (f, _) = st.begin(repo);
+                self.out.push(f.encode());
+            }
         }
         Ok(())
     }
@@ -422,8 +467,12 @@ impl ClientSession {
         }
         if let Some(repo) = store.repo_mut(path) {
             let st = self.repos.entry(path.clone()).or_insert_with(|| RepoClient::new(path.clone()));
-            let (f, _) = st.begin(repo);
+            let (f, n) = st.begin(repo);
             self.out.push(f.encode());
+            // A `db.sync()` waiting for the connection waits for this round.
+            if self.sync_pending {
+                self.sync_rounds.insert(path.clone(), n);
+            }
         }
     }
 
@@ -443,6 +492,8 @@ impl ClientSession {
     /// for); see [`ClientSession::sync_complete`].
     pub fn sync_now(&mut self, store: &mut dyn RepoStore) {
         self.sync_rounds.clear();
+        self.sync_needed = self.repos.iter().map(|(p, s)| (p.clone(), s.unacked_ids())).collect();
+        self.sync_pending = true;
         if !self.conn.is_ready() {
             return;
         }
@@ -459,9 +510,22 @@ impl ClientSession {
     }
 
     /// True once every round of the last [`ClientSession::sync_now`] has
-    /// completed and [`ClientSession::synced`] holds.
+    /// completed on a live connection, every commit that was unacknowledged
+    /// when it was called is acknowledged, and the server refused none
+    /// (commits made since may still be on their way: writers that never
+    /// stop do not keep `db.sync()` waiting forever).
     pub fn sync_complete(&self, store: &dyn RepoStoreRef, now: i64) -> bool {
-        self.synced(store, now) && self.sync_rounds.iter().all(|(p, n)| self.repos.get(p).is_some_and(|s| s.completed(*n) || s.denied().is_some()))
+        self.conn.alive(now)
+            && (!self.sync_rounds.is_empty() || store.paths().is_empty())
+            && store.paths().iter().all(|p| {
+                let Some(s) = self.repos.get(p) else { return false };
+                if s.denied().is_some() {
+                    return true;
+                }
+                let round_done = self.sync_rounds.get(p).is_some_and(|n| s.completed(*n));
+                let needed_acked = self.sync_needed.get(p).is_none_or(|ids| !s.any_unacked(ids));
+                round_done && needed_acked && s.wanted_acked() && s.rejected().next().is_none()
+            })
     }
 
     /// Connected with a live link, and every repository completed a round
@@ -552,6 +616,7 @@ impl ClientSession {
             // A relay for a repository this replica closed: ignore.
             return Ok(());
         };
+        self.quiet_since.insert(path.clone(), now);
         let st = self.repos.entry(path.clone()).or_insert_with(|| RepoClient::new(path.clone()));
         let trust = &self.conn.trust;
         let h = st.handle(repo, frame, &|c| trust.verify(c))?;

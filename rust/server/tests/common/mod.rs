@@ -62,6 +62,12 @@ pub fn root_key() -> SessionKey {
     SessionKey::from_seed([0x11; 32])
 }
 
+pub async fn server_with(data: &Path, f: impl FnOnce(&mut Config)) -> Running {
+    let mut c = config(data, &shared_key());
+    f(&mut c);
+    start(c).await.unwrap()
+}
+
 pub async fn server(data: &Path) -> Running {
     start(config(data, &shared_key())).await.unwrap()
 }
@@ -101,6 +107,8 @@ pub struct Client {
     pub hello: Option<Vec<u8>>,
     /// Why the connection ended, if it did.
     pub closed: Option<String>,
+    /// This client's clock minus real time (a wrong clock).
+    pub skew: i64,
 }
 
 impl Client {
@@ -129,7 +137,13 @@ impl Client {
             login_is: None,
             hello: None,
             closed: None,
+            skew: 0,
         }
+    }
+
+    /// This client's clock (real time plus its skew).
+    pub fn now(&self) -> i64 {
+        now_ms() + self.skew
     }
 
     pub fn repo(&self) -> &Repository {
@@ -159,7 +173,7 @@ impl Client {
     pub async fn try_connect(&mut self, addr: SocketAddr) -> Result<(), String> {
         self.ws = Some(Client::raw(addr).await);
         self.closed = None;
-        self.session.connected(now_ms());
+        self.session.connected(self.now());
         self.user = None;
         let deadline = Instant::now() + Duration::from_secs(5);
         while !self.session.conn.is_ready() {
@@ -183,7 +197,7 @@ impl Client {
 
     /// Writes locally; pushed at once when connected.
     pub fn write(&mut self, key: &str, field: &str, v: Value) -> CommitId {
-        self.clock = self.session.conn.commit_time(now_ms().max(self.clock + 1));
+        self.clock = self.session.conn.commit_time(self.now()).max(self.clock + 1);
         let clock = self.clock;
         let sk = self.key.clone();
         let id = self.repo_mut().update(key, &todo(), &[Change::Put { field: field.into(), value: v }], &sk, clock).unwrap().unwrap();
@@ -234,7 +248,8 @@ impl Client {
         if b.first() == Some(&16) {
             self.hello = Some(b.to_vec());
         }
-        if let Err(e) = self.session.receive(&mut self.repos, &b, now_ms(), nonce()) {
+        let now = self.now();
+        if let Err(e) = self.session.receive(&mut self.repos, &b, now, nonce()) {
             self.errors.push((String::new(), format!("{}: {e}", e.code())));
             self.closed = Some(e.to_string());
             if let Some(mut ws) = self.ws.take() {
@@ -266,7 +281,7 @@ impl Client {
     pub async fn try_sync(&mut self, within: Duration) -> Result<(), String> {
         self.session.sync_now(&mut self.repos);
         let deadline = Instant::now() + within;
-        while !self.session.sync_complete(&self.repos, now_ms()) {
+        while !self.session.sync_complete(&self.repos, self.now()) {
             if Instant::now() > deadline {
                 return Err(format!("sync did not complete; unacked {}, errors {:?}, refused {:?}", self.session.unacked(), self.errors, self.session.refused()));
             }
@@ -274,16 +289,27 @@ impl Client {
                 return Err(format!("connection ended: {:?}; errors {:?}", self.closed, self.errors));
             }
             self.receive_one(Duration::from_millis(200)).await;
+            let now = self.now();
+            let _ = self.session.tick_with(&mut self.repos, now);
         }
+        self.session.sync_done();
         Ok(())
     }
 
-    /// Receives for a while (relays).
+    /// Receives for a while (relays), running the session's timers.
     pub async fn listen(&mut self, d: Duration) {
         let end = Instant::now() + d;
         while Instant::now() < end && self.ws.is_some() {
-            self.receive_one(end.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))).await;
+            self.receive_one(end.saturating_duration_since(Instant::now()).clamp(Duration::from_millis(1), Duration::from_millis(250))).await;
+            let now = self.now();
+            let _ = self.session.tick_with(&mut self.repos, now);
         }
+    }
+
+    /// A signed commit of this client's session, never integrated here
+    /// (to send hand-made frames).
+    pub fn forge(&self, item: &str, parents: Vec<CommitId>, body: Body, timestamp: i64) -> Vec<u8> {
+        Commit { repo: self.path.clone(), key: item.into(), parents, timestamp, session: self.key.id(), schema: todo(), body }.sign(&self.key).unwrap().encode()
     }
 
     pub fn state(&mut self) -> Vec<(String, ItemData)> {
