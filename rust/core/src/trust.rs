@@ -321,8 +321,19 @@ impl Trust {
         self.check(c, Some(now))
     }
 
+    /// The checks after the signature (certificate, clock, rules), for a
+    /// caller that already verified the signature of these exact bytes
+    /// (a simulation memoizes signature checks across replicas).
+    pub fn verify_authority(&self, c: &StoredCommit, now: Option<i64>) -> Result<()> {
+        self.check_after_signature(c, now)
+    }
+
     fn check(&self, c: &StoredCommit, now: Option<i64>) -> Result<()> {
         c.verify()?;
+        self.check_after_signature(c, now)
+    }
+
+    fn check_after_signature(&self, c: &StoredCommit, now: Option<i64>) -> Result<()> {
         let session = c.session();
         if let (Some(now), Some((skew, _))) = (now, self.clock)
             && c.timestamp > now.saturating_add(skew)

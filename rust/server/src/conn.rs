@@ -282,6 +282,17 @@ impl Conn {
             }
         };
         let shared = self.shared.clone();
+        if path.as_str() == SESSIONS && !ep.peer {
+            // A client restoring certificates this server lost; anything
+            // not signed by this root is ignored.
+            if let Ok(Frame::Commits { commits, .. }) = Frame::decode(bytes) {
+                let (tx, rx) = oneshot::channel();
+                if shared.registry.send(&shared, &path, RepoMsg::Adopt { commits, reply: tx }).await.is_ok() {
+                    let _ = rx.await;
+                }
+            }
+            return Ok(());
+        }
         let principal = shared.trust().principal(&ep.session, now_ms());
         if let Err(e) = shared.trust().rules().check_read(&path, &principal) {
             Metrics::inc(&shared.metrics.forbidden_reads);
@@ -359,11 +370,15 @@ impl Conn {
         Ok(())
     }
 
-    /// Writes the certificate of a session certified only in memory.
+    /// Writes the certificate of a session whose certificate is not durable
+    /// here yet (certified in memory, or written but not flushed).
     async fn persist_certificate(&self, s: &SessionId) -> Result<(), Error> {
+        if self.shared.durable_certs().contains(s) {
+            return Ok(());
+        }
         let cert = {
             let t = self.shared.trust();
-            if t.is_root(s) || t.certificate_commit(s).is_some() {
+            if t.is_root(s) {
                 return Ok(());
             }
             t.certificate(s).cloned().ok_or_else(|| Error::UnknownSession(s.to_hex()))?
@@ -494,6 +509,10 @@ impl Conn {
         self.ep = Some(ep);
         self.role = role;
         self.client_nonce = nonce;
+        // Restoring a lost /sys/sessions: certify durably now, not lazily.
+        if !is_root && shared.restoring_sessions.load(std::sync::atomic::Ordering::Relaxed) {
+            self.persist_certificate(&session).await?;
+        }
         self.welcome(&user, expires).await;
         if role == Role::Peer {
             // What this server holds, for the peer to reconcile.

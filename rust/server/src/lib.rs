@@ -171,6 +171,9 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         user_secret: keys::user_secret(&root),
         root: root.clone(),
         trust: RwLock::new(trust),
+        durable_certs: Mutex::new(Default::default()),
+        cert_requests: Mutex::new(Default::default()),
+        restoring_sessions: Default::default(),
         schemas: Arc::new(schemas),
         metrics: metrics.clone(),
         registry: registry::Registry::default(),
@@ -186,6 +189,11 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         config: config.clone(),
     });
     shared.registry.scan(&config.data);
+    let sessions_log = config.data.join("sys").join("sessions.log");
+    if shared.registry.known().iter().any(|p| !p.as_str().starts_with("/sys/")) && !sessions_log.exists() {
+        tracing::warn!("no /sys/sessions log but data exists: certifying sessions durably as they connect to restore it");
+        shared.restoring_sessions.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     // Certificates judge every commit: load them before accepting anyone.
     let (tx, rx) = oneshot::channel();
     let sessions = RepoPath::parse(SESSIONS).expect("valid path");

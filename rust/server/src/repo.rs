@@ -67,6 +67,12 @@ pub enum RepoMsg {
         cert: Certificate,
         reply: oneshot::Sender<Result<(), Error>>,
     },
+    /// `/sys/sessions`: certificates a client holds and this server lost
+    /// (a disk lost, a restore): each root-signed one is re-issued.
+    Adopt {
+        commits: Vec<Vec<u8>>,
+        reply: oneshot::Sender<()>,
+    },
     /// `/sys/users`: the id of an address, the user created if needed.
     User {
         email: String,
@@ -131,6 +137,35 @@ struct Actor {
     last_expiry: Instant,
     /// Bytes of waiting commits last added to the server-wide gauge.
     pending_reported: usize,
+}
+
+/// This server lacks the certificates of `sessions` (its `/sys/sessions`
+/// was lost or damaged): asks every client connection for them, at most
+/// once per session every 10 seconds. Clients answer with what they hold.
+fn ask_for_certificates(shared: &Shared, sessions: &[SessionId]) {
+    let now = std::time::Instant::now();
+    let due: Vec<CommitId> = {
+        let mut asked = shared.cert_requests.lock().unwrap_or_else(|e| e.into_inner());
+        if asked.len() > 100_000 {
+            asked.retain(|_, t| now.duration_since(*t) < Duration::from_secs(10));
+        }
+        let mut due = Vec::new();
+        for s in sessions {
+            if asked.get(s).is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(10)) {
+                asked.insert(*s, now);
+                due.push(CommitId(s.0));
+            }
+        }
+        due
+    };
+    if due.is_empty() {
+        return;
+    }
+    tracing::warn!(sessions = due.len(), "certificates missing here; asking clients for them");
+    let frame = Frame::WantIds { repo: RepoPath::parse(SESSIONS).expect("valid path"), ids: due }.encode();
+    for ep in shared.conns().by_id.values().filter(|e| !e.peer) {
+        ep.out.push(frame.clone());
+    }
 }
 
 fn random_u64() -> u64 {
@@ -249,6 +284,9 @@ impl Actor {
                 std::fs::rename(&self.file, &aside)?;
                 Metrics::inc(&self.shared.metrics.damaged_logs);
                 tracing::error!(repo = %self.path, error = %e, moved_to = %aside.display(), "DAMAGED LOG HEADER: the log was moved aside and the repository starts empty; clients and peers will restore it");
+                if self.path.as_str() == SESSIONS {
+                    self.shared.restoring_sessions.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 (Repository::new(self.path.clone(), schemas), ibex_core::LoadReport::default())
             }
             Err(e) => return Err(e),
@@ -263,6 +301,8 @@ impl Actor {
         repo.set_pending_limits(limits);
         if self.path.as_str() == SESSIONS {
             self.shared.trust_mut().refresh_all(&mut repo);
+            let durable: Vec<SessionId> = repo.keys().filter_map(|k| hex::decode(k).ok()?.try_into().ok().map(SessionId)).collect();
+            self.shared.durable_certs().extend(durable);
         }
         Ok(repo)
     }
@@ -361,6 +401,10 @@ impl Actor {
             RepoMsg::Certify { cert, reply } => {
                 let _ = reply.send(self.certify(&cert));
             }
+            RepoMsg::Adopt { commits, reply } => {
+                self.adopt(commits);
+                let _ = reply.send(());
+            }
             RepoMsg::User { email, reply } => {
                 let _ = reply.send(self.user(&email));
             }
@@ -457,7 +501,8 @@ impl Actor {
             serve.backlog.items.push_back(Out::Frame(f.encode()));
         }
         serve.held.extend(served.after_flush);
-        self.after_change(Some(from.id), &from);
+        let received: std::collections::HashSet<CommitId> = served.received.into_iter().collect();
+        self.after_change(Some(from.id), &from, &received);
         self.pump(from.id);
     }
 
@@ -476,8 +521,10 @@ impl Actor {
             l.client.handle(repo, frame, &|c| trust.verify_at(c, now))
         };
         repo.set_work_budget(None);
+        let received: std::collections::HashSet<CommitId>;
         match h {
             Ok(h) => {
+                received = h.received.iter().copied().collect();
                 Metrics::add(&shared.metrics.rejected_commits, h.rejected.len() as u64);
                 for (i, e) in h.rejected.iter().enumerate() {
                     if i < 8 {
@@ -486,7 +533,16 @@ impl Actor {
                     }
                 }
                 for f in h.replies {
-                    l.backlog.items.push_back(Out::Frame(f.encode()));
+                    // Commits the other server wants go through the backlog
+                    // as ids, so their certificates are sent first.
+                    match f {
+                        Frame::Commits { commits, .. } => {
+                            let ids: VecDeque<CommitId> = commits.iter().filter_map(|b| StoredCommit::parse(b.clone().into_boxed_slice(), false).ok()).map(|c| c.id).collect();
+                            l.backlog.ids += ids.len();
+                            l.backlog.items.push_back(Out::Ids(ids));
+                        }
+                        other => l.backlog.items.push_back(Out::Frame(other.encode())),
+                    }
                 }
             }
             Err(e) => {
@@ -496,13 +552,13 @@ impl Actor {
                 return;
             }
         }
-        self.after_change(Some(link.id), &link);
+        self.after_change(Some(link.id), &link, &received);
         self.pump(link.id);
     }
 
     /// After commits may have been integrated: persist a new repository,
     /// refresh certificates, relay, and note that a flush is due.
-    fn after_change(&mut self, source: Option<ConnId>, by: &Endpoint) {
+    fn after_change(&mut self, source: Option<ConnId>, by: &Endpoint, received: &std::collections::HashSet<CommitId>) {
         let shared = self.shared.clone();
         let repo = self.repo.as_mut().expect("open");
         let ids = repo.take_integrated();
@@ -535,19 +591,26 @@ impl Actor {
         if self.dirty_since.is_none() {
             self.dirty_since = Some(Instant::now());
         }
-        self.relay(&ids, source);
+        self.relay(&ids, source, received);
     }
 
-    /// New commits to every subscriber and replica but `source`.
-    fn relay(&mut self, ids: &[CommitId], source: Option<ConnId>) {
+    /// New commits to every subscriber and replica; `source` gets only the
+    /// ones it did not send itself (the commits its frame unblocked came
+    /// from others).
+    fn relay(&mut self, ids: &[CommitId], source: Option<ConnId>, received: &std::collections::HashSet<CommitId>) {
         let shared = self.shared.clone();
         let mut targets: Vec<Endpoint> = if self.path.as_str().starts_with("/sys/") { Vec::new() } else { shared.registry.subscribers(&self.path) };
         targets.extend(shared.replicas());
         let links: std::collections::HashSet<ConnId> = shared.conns().links.keys().copied().collect();
         let max_ids = self.limits().conn_backlog_ids;
         let mut pump = Vec::new();
+        let rest: Vec<CommitId> = ids.iter().copied().filter(|id| !received.contains(id)).collect();
         for ep in targets {
-            if Some(ep.id) == source || ep.out.is_closed() {
+            if ep.out.is_closed() {
+                continue;
+            }
+            let ids: &[CommitId] = if Some(ep.id) == source { &rest } else { ids };
+            if ids.is_empty() {
                 continue;
             }
             let backlog = if links.contains(&ep.id) {
@@ -629,6 +692,7 @@ impl Actor {
                         continue;
                     }
                     // Certificates first, once per session and connection.
+                    let mut missing: Vec<SessionId> = Vec::new();
                     let certs: Vec<Vec<u8>> = {
                         let trust = shared.trust();
                         let mut sent = ep.certs.lock().unwrap_or_else(|e| e.into_inner());
@@ -641,6 +705,8 @@ impl Actor {
                             if let Some(cc) = trust.certificate_commit(&s) {
                                 v.push(cc.bytes().to_vec());
                                 sent.insert(s);
+                            } else {
+                                missing.push(s);
                             }
                         }
                         v
@@ -648,6 +714,9 @@ impl Actor {
                     if !certs.is_empty() {
                         let sessions = RepoPath::parse(SESSIONS).expect("valid path");
                         ep.out.push(Frame::Commits { repo: sessions, commits: certs }.encode());
+                    }
+                    if !missing.is_empty() {
+                        ask_for_certificates(shared, &missing);
                     }
                     ep.out.push(Frame::Commits { repo: self.path.clone(), commits: chunk.iter().map(|c| c.bytes().to_vec()).collect() }.encode());
                     Metrics::inc(&shared.metrics.frames_out);
@@ -714,13 +783,31 @@ impl Actor {
         let repo = self.repo.as_mut().expect("open");
         cert.write(repo, &self.shared.root, now_ms())?;
         let root = Endpoint::new(0, crate::outq::OutQueue::new(0, self.shared.metrics.clone()), self.shared.root.id(), true);
-        self.after_change(None, &root);
+        self.after_change(None, &root, &Default::default());
         self.flush();
-        if let Some(at) = self.flush_failed {
-            let _ = at;
+        if self.flush_failed.is_some() {
             return Err(Error::Storage("the certificate could not be written durably".into()));
         }
+        self.shared.durable_certs().insert(cert.session);
         Ok(())
+    }
+
+    fn adopt(&mut self, commits: Vec<Vec<u8>>) {
+        for b in commits {
+            let Ok(c) = StoredCommit::parse(b.into_boxed_slice(), true) else { continue };
+            let genuine = self.shared.trust().is_root(&c.session()) && c.verify().is_ok() && c.repo() == SESSIONS;
+            let Some(cert) = Certificate::from_commit(&c).filter(|_| genuine) else {
+                tracing::info!(repo = %self.path, "a client sent a certificate not signed by this root; ignored");
+                continue;
+            };
+            if self.shared.durable_certs().contains(&cert.session) {
+                continue;
+            }
+            tracing::info!(session = %cert.session, "restoring a certificate a client kept");
+            if let Err(e) = self.certify(&cert) {
+                tracing::warn!(error = %e, "cannot restore a certificate");
+            }
+        }
     }
 
     fn user(&mut self, email: &str) -> Result<String, Error> {
@@ -744,7 +831,7 @@ impl Actor {
             fields.insert("email".to_owned(), Value::Str(email.to_owned()));
             repo.write(&id, &SchemaId::new("ibex.user", 1), ItemData::new(fields), &self.shared.root, now_ms())?;
             let root = Endpoint::new(0, crate::outq::OutQueue::new(0, self.shared.metrics.clone()), self.shared.root.id(), true);
-            self.after_change(None, &root);
+            self.after_change(None, &root, &Default::default());
             self.flush();
             if self.flush_failed.is_some() {
                 return Err(Error::Storage("the user could not be written durably".into()));

@@ -113,6 +113,14 @@ pub struct Shared {
     /// peered servers agree, and never sent anywhere.
     pub user_secret: [u8; 32],
     pub trust: RwLock<Trust>,
+    /// Sessions whose certificate is durable here: only their commits are
+    /// taken (a certificate lost in a crash would orphan them).
+    pub durable_certs: Mutex<HashSet<SessionId>>,
+    /// When this server last asked clients for a lost certificate.
+    pub cert_requests: Mutex<HashMap<SessionId, std::time::Instant>>,
+    /// `/sys/sessions` was found damaged or missing while other data exists:
+    /// sessions are certified durably at once, so certificates come back.
+    pub restoring_sessions: AtomicBool,
     pub schemas: Arc<Schemas>,
     pub metrics: Arc<Metrics>,
     pub registry: Registry,
@@ -148,6 +156,10 @@ impl Shared {
 
     pub fn conns(&self) -> MutexGuard<'_, Conns> {
         lock(&self.conns)
+    }
+
+    pub fn durable_certs(&self) -> MutexGuard<'_, HashSet<SessionId>> {
+        lock(&self.durable_certs)
     }
 
     pub fn nonces(&self) -> MutexGuard<'_, HashSet<[u8; 32]>> {

@@ -38,6 +38,8 @@ pub struct Handled {
     pub inserted: Vec<CommitId>,
     /// Commits refused (malformed, bad signature, not allowed, …).
     pub rejected: Vec<Error>,
+    /// Ids of the commits the frame carried.
+    pub received: Vec<CommitId>,
 }
 
 #[derive(Debug)]
@@ -119,6 +121,11 @@ impl RepoClient {
         self.reconciled && self.unacked.is_empty() && self.rejected.is_empty() && self.denied.is_none()
     }
 
+    /// The last round that completed on this connection (0: none).
+    pub fn completed_round(&self) -> u64 {
+        if self.reconciled { self.completed } else { 0 }
+    }
+
     /// Whether the round numbered `n` (or a later one) has completed.
     pub fn completed(&self, n: u64) -> bool {
         self.completed >= n
@@ -156,10 +163,11 @@ impl RepoClient {
 
     /// The server refused one of this side's commits. Refusals that can
     /// pass later (`ERR_QUOTA`: the server was busy; `ERR_STORAGE`: its
-    /// disk) keep the commit unacknowledged, to be sent again in a later
-    /// round; the others are final.
+    /// disk; `ERR_UNKNOWN_SESSION`: it lost a certificate, which the session
+    /// sends it) keep the commit unacknowledged, to be sent again; the
+    /// others are final.
     pub fn refused(&mut self, id: CommitId, e: Error) {
-        if matches!(e.code(), "ERR_QUOTA" | "ERR_STORAGE" | "ERR_PENDING_FULL" | "ERR_UNAVAILABLE") {
+        if matches!(e.code(), "ERR_QUOTA" | "ERR_STORAGE" | "ERR_PENDING_FULL" | "ERR_UNAVAILABLE" | "ERR_UNKNOWN_SESSION") {
             return;
         }
         if self.unacked.remove(&id) {
@@ -253,6 +261,7 @@ impl RepoClient {
             Frame::Commits { commits, .. } => {
                 for bytes in commits {
                     let res = StoredCommit::parse(bytes.into_boxed_slice(), false).and_then(|c| {
+                        out.received.push(c.id);
                         verify(&c)?;
                         c.check_body()?;
                         let id = c.id;

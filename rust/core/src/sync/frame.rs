@@ -17,7 +17,10 @@
 //!  8 want       varint round, u8 all, varint n, n × key[12] s→c the server lacks these (all = 1: everything)
 //!  9 done       varint round                               s→c  the round is over (after a flush)
 //! 10 ack        varint n, n × id prefix[8]                 s→c  durable on the server
-//! 11 want-ids   varint n, n × id[32]                       both missing parents: send these
+//! 11 want-ids   varint n, n × id[32]                       both missing parents: send these;
+//!                                                               on /sys/sessions, s→c: the ids are
+//!                                                               sessions whose certificate the
+//!                                                               server lost (send them if you have them)
 //! 12 resync     —                                          s→c  relays were dropped: begin again
 //!
 //! Connection frames (type ≥ 16):

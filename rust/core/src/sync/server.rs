@@ -45,6 +45,9 @@ pub struct Served {
     pub rejected: Vec<(Option<CommitId>, Error)>,
     /// Commits that were new here (integrated or waiting).
     pub accepted: usize,
+    /// Ids of the commits the frame carried (the sender has them: a host
+    /// relays it only the *other* commits they unblocked).
+    pub received: Vec<CommitId>,
 }
 
 #[derive(Debug)]
@@ -166,6 +169,7 @@ impl RepoServe {
                 for bytes in commits {
                     let parsed = StoredCommit::parse(bytes.into_boxed_slice(), false);
                     let id = parsed.as_ref().ok().map(|c| c.id);
+                    out.received.extend(id);
                     // Cheap checks first: the header is parsed, the signature
                     // and certificate checked on the raw bytes; only then is
                     // the body decoded (linear) and the value rebuilt.

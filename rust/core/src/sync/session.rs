@@ -534,6 +534,11 @@ impl ClientSession {
         self.conn.alive(now) && store.paths().iter().all(|p| self.repos.get(p).is_some_and(|s| s.synced() || s.denied().is_some()))
     }
 
+    /// The last round of `path` that completed on this connection (0: none).
+    pub fn completed_round(&self, path: &RepoPath) -> u64 {
+        self.repos.get(path).map_or(0, RepoClient::completed_round)
+    }
+
     /// Local commits not yet durable on the server.
     pub fn unacked(&self) -> usize {
         self.repos.values().map(RepoClient::unacked).sum()
@@ -575,6 +580,25 @@ impl ClientSession {
                     None if code == "ERR_FORBIDDEN" => st.deny(e),
                     None => {}
                 }
+                // A server that lost a certificate (a disk lost, a restore
+                // in progress) is sent ours: it is root-signed, so the
+                // server can check and re-issue it; the commit goes again.
+                if code == "ERR_UNKNOWN_SESSION"
+                    && let Some(id) = id
+                    && self.conn.is_ready()
+                    && let Some(repo) = store.repo_mut(&path)
+                    && let Some(c) = repo.commit(id)
+                {
+                    let session = c.session();
+                    if let Some(cert) = self.conn.trust.certificate_commit(&session) {
+                        let f = Frame::Commits { repo: RepoPath::parse(SESSIONS).expect("valid path"), commits: vec![cert.bytes().to_vec()] };
+                        self.out.push(f.encode());
+                        let id = *id;
+                        let st = self.repos.entry(path.clone()).or_insert_with(|| RepoClient::new(path.clone()));
+                        let again = st.push(repo, &[id]);
+                        self.out.extend(again.iter().map(Frame::encode));
+                    }
+                }
             }
             if !self.conn.is_ready() && !matches!(frame, Frame::Hello { .. } | Frame::Welcome { .. } | Frame::Error { .. } | Frame::Ping { .. } | Frame::Pong { .. }) {
                 return Err(Error::Handshake("frame before the handshake completed".into()));
@@ -596,6 +620,16 @@ impl ClientSession {
         }
         let path = frame.repo().expect("a repository frame").clone();
         if path.as_str() == SESSIONS {
+            // A server that lost certificates asks for them by session
+            // (`want-ids` on /sys/sessions names sessions): send the ones
+            // this replica holds; they are root-signed, the server checks.
+            if let Frame::WantIds { ids, .. } = &frame {
+                let certs: Vec<Vec<u8>> = ids.iter().filter_map(|id| self.conn.trust.certificate_commit(&SessionId(id.0)).map(|c| c.bytes().to_vec())).collect();
+                if !certs.is_empty() {
+                    self.send(Frame::Commits { repo: path, commits: certs });
+                }
+                return Ok(());
+            }
             // Certificates, sent before the commits that need them.
             if let Frame::Commits { commits, .. } = frame {
                 for b in commits {
