@@ -17,6 +17,9 @@ export function Account() {
   const user = useUser();
   const [email, setEmail] = useState("");
   const [message, setMessage] = useState("");
+  // A link from the URL waits for the user's yes: someone else's link must
+  // not silently sign this browser into their account (login CSRF).
+  const [offer, setOffer] = useState<{ token: string; email: string } | null>(null);
 
   useEffect(() => {
     const token = pendingToken;
@@ -25,12 +28,22 @@ export function Account() {
     const url = new URL(location.href);
     url.searchParams.delete("ibex-login");
     history.replaceState(null, "", url);
+    db.loginInfo(token).then(
+      (to) => setOffer({ token, email: to }),
+      (e: Error) => setMessage(`Login failed: ${e.message}`),
+    );
+  }, [db]);
+
+  const accept = () => {
+    if (!offer) return;
+    const { token } = offer;
+    setOffer(null);
     setMessage("Logging in…");
     db.completeLogin(token).then(
       (u) => setMessage(`Logged in as ${u.email}`),
       (e: Error) => setMessage(`Login failed: ${e.message}`),
     );
-  }, [db]);
+  };
 
   const login = (e: FormEvent) => {
     e.preventDefault();
@@ -42,6 +55,17 @@ export function Account() {
 
   return (
     <section className="account" data-testid="account">
+      {offer && (
+        <p data-testid="login-offer">
+          Log in as <strong>{offer.email}</strong>?{" "}
+          <button type="button" onClick={accept}>
+            Log in as {offer.email}
+          </button>{" "}
+          <button type="button" onClick={() => (setOffer(null), setMessage("Login cancelled"))}>
+            Cancel
+          </button>
+        </p>
+      )}
       {user ? (
         <>
           <p>

@@ -30,9 +30,12 @@ async function loggedIn(browser: Browser, email: string, list: string) {
   await page.getByLabel("E-mail").fill(email);
   await page.getByRole("button", { name: "Log in" }).click();
   await expect(page.getByTestId("account-message")).toContainText("sent", { timeout: 10_000 });
-  // Open the link in the same browser, as a user clicking it would.
+  // Open the link in the same browser, as a user clicking it would, and
+  // say yes to the address it is for.
   const link = await linkFor(email);
   await page.goto(link.replace(/^http:\/\/[^/]+\//, DEMO));
+  await expect(page.getByTestId("login-offer")).toContainText(email, { timeout: 10_000 });
+  await page.getByRole("button", { name: `Log in as ${email}` }).click();
   await expect(page.getByTestId("user")).toHaveText(email, { timeout: 10_000 });
   return { ctx, page, errors };
 }
@@ -81,4 +84,29 @@ test("a user's /user/<id> todos are not visible to another user", async ({ brows
   expect(refused).toBe("ERR_FORBIDDEN");
   await expect(alice2.page.getByTestId("private-todo")).toHaveText(["alice's secret"]);
   expect([...alice.errors, ...bob.errors, ...alice2.errors]).toEqual([]);
+});
+
+test("a login link asks first: someone else's link cannot sign this browser in", async ({ browser }) => {
+  // The attacker asks for a link to their own account…
+  const attacker = `mallory${Date.now()}@example.org`;
+  const m = await browser.newContext();
+  const mp = await m.newPage();
+  await mp.goto(`${DEMO}?list=csrf${Date.now()}`);
+  await expect(mp.getByTestId("online")).toHaveText("Online · synced", { timeout: 10_000 });
+  await mp.getByLabel("E-mail").fill(attacker);
+  await mp.getByRole("button", { name: "Log in" }).click();
+  await expect(mp.getByTestId("account-message")).toContainText("sent", { timeout: 10_000 });
+  const link = await linkFor(attacker);
+  // …and the victim opens it: asked, declines, stays who they were.
+  const v = await browser.newContext();
+  const vp = await v.newPage();
+  const errors: string[] = [];
+  vp.on("pageerror", (e) => errors.push(String(e)));
+  await vp.goto(link.replace(/^http:\/\/[^/]+\//, DEMO));
+  await expect(vp.getByTestId("login-offer")).toContainText(attacker, { timeout: 10_000 });
+  await vp.getByRole("button", { name: "Cancel" }).click();
+  await expect(vp.getByTestId("account-message")).toHaveText("Login cancelled");
+  await expect(vp.getByTestId("user")).toHaveCount(0);
+  expect(await vp.evaluate(() => (window as any).__db.user)).toBeNull();
+  expect(errors).toEqual([]);
 });

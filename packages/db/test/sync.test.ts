@@ -74,3 +74,19 @@ describe("Node clients through ibex-server", () => {
     await expect(openDb({ name: "rel", server: "/" })).rejects.toMatchObject({ code: "ERR_CONFIG" });
   });
 });
+
+describe("Node clients without a server", () => {
+  it("survive an unreachable server: offline status, sync() rejects, writes stay local", async () => {
+    const { freePort } = await import("./server.js");
+    const port = await freePort();
+    const db = await openDb({ name: "lonely", server: `http://127.0.0.1:${port}`, repos: ["/data/todos"] });
+    dbs.push(db);
+    const item = db.create("/data/todos", Task, { text: "offline" });
+    // Reconnect attempts with back-off happen meanwhile; nothing crashes.
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(db.status.online).toBe(false);
+    expect(db.status.synced).toBe(false);
+    await expect(db.sync(500)).rejects.toMatchObject({ code: "ERR_SYNC_TIMEOUT" });
+    expect(db.item(item.path)?.get("text")).toBe("offline");
+  });
+});

@@ -31,6 +31,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Open connections from one IP address.
     pub max_connections_per_ip: usize,
+    /// New WebSocket connections one IP address may open per minute.
+    pub connections_per_ip_per_minute: u32,
     /// New anonymous sessions certified per IP address per minute.
     pub anonymous_per_ip_per_minute: u32,
     /// Repositories one connection may use at once.
@@ -95,6 +97,7 @@ impl Default for Limits {
             max_commit: 8 << 20,
             max_connections: 20_000,
             max_connections_per_ip: 512,
+            connections_per_ip_per_minute: 600,
             anonymous_per_ip_per_minute: 60,
             max_repos_per_connection: 1_024,
             new_repos_per_session_per_hour: 1_000,
@@ -120,7 +123,7 @@ impl Default for Limits {
             logins_per_connection: 5,
             logins_per_ip: 20,
             login_window: Duration::from_secs(600),
-            rounds_per_minute: 600,
+            rounds_per_minute: 120,
         }
     }
 }

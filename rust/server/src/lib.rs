@@ -65,13 +65,26 @@ struct PeerIp(IpAddr);
 
 async fn sync(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let ip = req.extensions().get::<PeerIp>().map_or(IpAddr::from([127, 0, 0, 1]), |p| p.0);
+    if !shared.hit_connection(ip) {
+        Metrics::inc(&shared.metrics.quota_refusals);
+        return (StatusCode::TOO_MANY_REQUESTS, format!("ERR_QUOTA: more than {} new connections from {ip} this minute (--connections-per-ip-per-minute)", shared.limits().connections_per_ip_per_minute)).into_response();
+    }
     if let Err(why) = conn::admit(&shared, ip, true) {
         Metrics::inc(&shared.metrics.quota_refusals);
         tracing::info!(%ip, "refused a WebSocket: {why}");
         return (StatusCode::SERVICE_UNAVAILABLE, format!("ERR_QUOTA: {why}")).into_response();
     }
     let max = shared.limits().max_frame;
-    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| conn::serve(socket, shared, ip)).into_response()
+    // Small socket buffers: an idle connection costs a few KB, not the
+    // 2 × 128 KiB tungstenite allocates by default (they grow for large
+    // frames; outgoing memory is bounded by the connection's queue).
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(4 << 10)
+        .write_buffer_size(4 << 10)
+        .max_write_buffer_size(max + (64 << 10))
+        .on_upgrade(move |socket| conn::serve(socket, shared, ip))
+        .into_response()
 }
 
 /// Healthy when a frame can get through: the certificates' actor (which
@@ -181,6 +194,7 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         nonces: Mutex::new(Default::default()),
         logins: Mutex::new(login::Logins::new(config.login_ttl, l.max_pending_logins, l.logins_per_address, l.login_window)),
         anon_rate: Mutex::new(Default::default()),
+        conn_rate: Mutex::new(Default::default()),
         login_ip_rate: Mutex::new(Default::default()),
         new_repo_rate: Mutex::new(Default::default()),
         inbound: Arc::new(Semaphore::new(l.inbound_bytes.min(u32::MAX as usize))),

@@ -58,6 +58,10 @@ struct Args {
     max_connections: usize,
     #[arg(long = "max-connections-per-ip", default_value_t = ibex_server::Limits::default().max_connections_per_ip)]
     max_connections_per_ip: usize,
+    #[arg(long = "connections-per-ip-per-minute", default_value_t = ibex_server::Limits::default().connections_per_ip_per_minute)]
+    connections_per_ip_per_minute: u32,
+    #[arg(long = "rounds-per-minute", default_value_t = ibex_server::Limits::default().rounds_per_minute)]
+    rounds_per_minute: u32,
     #[arg(long = "anonymous-per-ip-per-minute", default_value_t = ibex_server::Limits::default().anonymous_per_ip_per_minute)]
     anonymous_per_ip_per_minute: u32,
     #[arg(long = "max-repos-per-connection", default_value_t = ibex_server::Limits::default().max_repos_per_connection)]
@@ -128,6 +132,8 @@ async fn main() {
     l.max_connections = args.max_connections;
     l.max_connections_per_ip = args.max_connections_per_ip;
     l.anonymous_per_ip_per_minute = args.anonymous_per_ip_per_minute;
+    l.connections_per_ip_per_minute = args.connections_per_ip_per_minute;
+    l.rounds_per_minute = args.rounds_per_minute;
     l.max_repos_per_connection = args.max_repos_per_connection;
     l.new_repos_per_session_per_hour = args.new_repos_per_session_per_hour;
     l.max_open_repos = args.max_open_repos;

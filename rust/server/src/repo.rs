@@ -493,6 +493,13 @@ impl Actor {
                 Self::send_error(&from, path.as_str(), e, *id);
             }
         }
+        let forged = served.rejected.iter().filter(|(_, e)| matches!(e.code(), "ERR_BAD_SIGNATURE" | "ERR_DECODE" | "ERR_BAD_KEY")).count() as u32;
+        if forged > 0 && from.invalid.fetch_add(forged, std::sync::atomic::Ordering::Relaxed) + forged > crate::state::MAX_INVALID_COMMITS {
+            Metrics::inc(&shared.metrics.quota_refusals);
+            tracing::warn!(conn = from.id, repo = %path, "too many forged or malformed commits; closing the connection");
+            Self::send_error(&from, "", &Error::Quota(format!("more than {} forged or malformed commits on this connection", crate::state::MAX_INVALID_COMMITS)), None);
+            from.out.close("too many forged or malformed commits");
+        }
         if !served.send.is_empty() {
             serve.backlog.ids += served.send.len();
             serve.backlog.items.push_back(Out::Ids(served.send.into()));

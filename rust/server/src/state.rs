@@ -38,11 +38,17 @@ pub struct Endpoint {
     pub session: SessionId,
     /// Another server (it replicates everything, certificates included).
     pub peer: bool,
+    /// Commits this connection sent that were forged or malformed: an
+    /// honest client sends none, so a handful closes the connection.
+    pub invalid: Arc<std::sync::atomic::AtomicU32>,
 }
+
+/// Forged or malformed commits after which a connection is closed.
+pub const MAX_INVALID_COMMITS: u32 = 16;
 
 impl Endpoint {
     pub fn new(id: ConnId, out: Arc<OutQueue>, session: SessionId, peer: bool) -> Endpoint {
-        Endpoint { id, out, certs: Arc::new(Mutex::new(HashSet::new())), session, peer }
+        Endpoint { id, out, certs: Arc::new(Mutex::new(HashSet::new())), session, peer, invalid: Default::default() }
     }
 }
 
@@ -130,6 +136,7 @@ pub struct Shared {
     pub nonces: Mutex<HashSet<[u8; 32]>>,
     pub logins: Mutex<Logins>,
     pub anon_rate: Mutex<Windows<IpAddr>>,
+    pub conn_rate: Mutex<Windows<IpAddr>>,
     pub login_ip_rate: Mutex<Windows<IpAddr>>,
     pub new_repo_rate: Mutex<Windows<SessionId>>,
     pub inbound: Arc<Semaphore>,
@@ -180,6 +187,11 @@ impl Shared {
     pub fn hit_anon(&self, ip: IpAddr) -> bool {
         let minute = (now_ms() / 60_000) as u64;
         lock(&self.anon_rate).hit(ip, minute, self.limits().anonymous_per_ip_per_minute)
+    }
+
+    pub fn hit_connection(&self, ip: IpAddr) -> bool {
+        let minute = (now_ms() / 60_000) as u64;
+        lock(&self.conn_rate).hit(ip, minute, self.limits().connections_per_ip_per_minute)
     }
 
     pub fn hit_login_ip(&self, ip: IpAddr) -> bool {
