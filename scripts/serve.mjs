@@ -1,7 +1,8 @@
-// A small static file server (no dependencies) for the demo and the
-// browser tests: node scripts/serve.mjs <dir> <port> [host] [--spa]
-// With --spa, unknown paths serve index.html. Until ibex-server exists it
-// serves the demo for `npm run demo`.
+// A small static file server (no dependencies) for the browser tests that
+// load the SDK from the repository root (playwright/pages):
+// node scripts/serve.mjs <dir> <port> [host] [--spa]
+// With --spa, unknown paths serve index.html. The demo itself is served by
+// ibex-server (`npm run demo`).
 import { createReadStream, existsSync, statSync } from "node:fs";
 import { createServer } from "node:http";
 import { extname, join, normalize, resolve } from "node:path";
