@@ -5,9 +5,10 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 
-export const SERVER_BIN = resolve(import.meta.dirname, "../../../target/debug/ibex-server");
+export const SERVER_BIN = resolve(dirname(fileURLToPath(import.meta.url)), "../../../target/debug/ibex-server");
 
 export function freePort(): Promise<number> {
   return new Promise((ok, fail) => {
