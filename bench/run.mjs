@@ -21,7 +21,7 @@ const root = join(here, "..");
 const quick = process.argv.includes("--quick");
 const cfg = quick
   ? { big: 1_000, runs: 1, bigRuns: 1, writes: 5, edits: 5, handovers: 1, coldSizes: [1_000], coldRuns: 1, traceEdits: 2_000, reopens: 1, conflictSizes: [25], conflictRuns: 1, reconcileCases: ["2000:0.01"], w10: { repos: 5, perRepo: 4, seconds: 4, idle: 200, unionClients: 5, unionSeconds: 3 } }
-  : { big: 100_000, runs: 10, bigRuns: 5, writes: 200, edits: 100, handovers: 5, coldSizes: [10_000, 100_000], coldRuns: 5, traceEdits: Infinity, reopens: 5, conflictSizes: [100, 400], conflictRuns: 5, reconcileCases: ["100000:0.01", "1000000:0.001"], w10: { repos: 100, perRepo: 10, seconds: 60, idle: 10_000, unionClients: 100, unionSeconds: 60 } };
+  : { big: 100_000, runs: 10, bigRuns: 5, writes: 200, edits: 100, handovers: 5, coldSizes: [10_000, 100_000], coldRuns: 5, traceEdits: Infinity, reopens: 5, conflictSizes: [100, 400, 10_000], conflictRuns: 5, reconcileCases: ["100000:0.01", "1000000:0.001"], w10: { repos: 100, perRepo: 10, seconds: 60, idle: 10_000, unionClients: 100, unionSeconds: 60 } };
 const port = 4180 + Math.floor(Math.random() * 100);
 
 // GoatDB 0.5.1 measured on this machine kind, browser (Chromium 156, OPFS),
@@ -507,14 +507,19 @@ function report(r) {
   }
   if (r.w6) {
     lines.push("## W6 — conflicts: W = 20·√N concurrent writers on one item (Node)", "");
-    lines.push(`Each writer starts from the same base and, without seeing the others, sets the same field and adds its own element to the same set; one replica then receives the writers' changes one writer at a time (as from the network) and reads the merged value. Time = receiving all of them + reading the value, median of ${r.config.conflictRuns} (p95). Determinism: the same changes merged in the writers' order and in 3 seeded random orders (seed ${r.w6.seed}) must give the same state hash, keep every writer's set element and pick one writer's value. Loro and Automerge model the set as a map whose keys are the elements.`, "");
+    lines.push(`Each writer starts from the same base and, without seeing the others, sets the same field and adds its own element to the same set; one replica then receives the writers' changes one writer at a time (as from the network) and reads the merged value. Time = receiving all of them + reading the value, median of ${r.config.conflictRuns} (p95; 3 runs from 1,000 writers up). Determinism: the same changes merged in the writers' order and in 3 seeded random orders (seed ${r.w6.seed}) must give the same state hash, keep every writer's set element and pick one writer's value. Loro and Automerge model the set as a map whose keys are the elements.`, "");
     lines.push("| N | writers | Ibex merge | Loro merge | Automerge merge | Ibex / Loro | Ibex / Automerge | identical hash on every replica (Ibex / Loro / Automerge) | target | met |", "|---|---|---|---|---|---|---|---|---|---|");
     for (const [n, row] of Object.entries(r.w6.sizes)) {
       const cell = (impl) => `${fmt(median(row[impl].ms))} (${fmt(p95(row[impl].ms))})`;
       const same = ["ibex", "loro", "automerge"].map((impl) => (row[impl].identical ? "yes" : "**no**")).join(" / ");
-      lines.push(`| ${Number(n).toLocaleString("en")} | ${row.writers.toLocaleString("en")} | ${cell("ibex")} | ${cell("loro")} | ${cell("automerge")} | ${ratio(median(row.ibex.ms), median(row.loro.ms))} | ${ratio(median(row.ibex.ms), median(row.automerge.ms))} | ${same} | identical hash | ${row.ibex.identical ? "yes" : "**no**"} |`);
+      const met = row.ibex.identical && median(row.ibex.ms) <= 2 * median(row.loro.ms);
+      lines.push(`| ${Number(n).toLocaleString("en")} | ${row.writers.toLocaleString("en")} | ${cell("ibex")} | ${cell("loro")} | ${cell("automerge")} | ${ratio(median(row.ibex.ms), median(row.loro.ms))} | ${ratio(median(row.ibex.ms), median(row.automerge.ms))} | ${same} | identical hash, ≤ Loro × 2 | ${met ? "yes" : "**no**"} |`);
     }
-    lines.push("", "Ibex merges an item's concurrent leaves by folding them pairwise (three-way merge against each pair's lowest common ancestor) and recomputes that when each writer's commit arrives, so receiving W concurrent writers one by one costs about W³; N = 10,000 (2,000 writers) did not finish in 10 minutes and is not in the run. Merging incrementally when a new leaf sorts last is the planned fix.", "");
+    lines.push(
+      "",
+      "How Ibex keeps this linear in the writers: when every leaf of an item is a child of the same commit (W writers who edited the same version), the merge is kept field by field (`StarMerge` in `rust/core/src/merge.rs`): for a plain field or a map key the latest edit wins by one comparison per arrival, set additions and removals are applied as they come, and the merged value is updated in place. A new leaf that sorts after all others is folded into the cached head with one three-way merge against its lowest common ancestor (a walk over the fork only). Both equal the pairwise fold of the full merge exactly, which the merge-law property tests check with hundreds of writers and random delivery orders. What still grows with W here is the value itself: every arrival hands the item's whole value (W set elements) to JavaScript.",
+      "",
+    );
   }
   return lines.join("\n");
 }

@@ -34,31 +34,52 @@ pub type Nodes = HashMap<CommitId, Node>;
 const FROM_A: u8 = 1;
 const FROM_B: u8 = 2;
 const STALE: u8 = 4;
+/// In the queue now (each commit is queued at most once: every flag it can
+/// get comes from a child, and children have higher generations, so they
+/// are all popped before it).
+const QUEUED: u8 = 8;
 
 /// The best common ancestor of everything reachable from `a` and from `b`:
 /// a common ancestor that is not an ancestor of another common ancestor.
 /// When there are several (criss-cross histories), the one with the highest
 /// `(generation, id)` is chosen, so every replica picks the same base.
 /// `None` when the histories share nothing (concurrent creations).
+///
+/// Cost: O(k log k) for the k commits newer than the answer (plus those of
+/// equal generation), whatever the length of the history below it.
 pub fn lowest_common_ancestor(nodes: &Nodes, a: &[CommitId], b: CommitId) -> Option<CommitId> {
     let mut flags: HashMap<CommitId, u8> = HashMap::new();
     let mut queue: BinaryHeap<(u32, CommitId)> = BinaryHeap::new();
-    let push = |id: CommitId, f: u8, flags: &mut HashMap<CommitId, u8>, queue: &mut BinaryHeap<(u32, CommitId)>| {
+    // Queued commits that are not stale: the walk ends when an answer is
+    // known and this reaches zero.
+    let mut live = 0usize;
+    let push = |id: CommitId, f: u8, flags: &mut HashMap<CommitId, u8>, queue: &mut BinaryHeap<(u32, CommitId)>, live: &mut usize| {
         let Some(n) = nodes.get(&id) else { return };
         let cur = flags.entry(id).or_insert(0);
         if *cur & f == f {
             return;
         }
-        *cur |= f;
-        queue.push((n.generation, id));
+        let was = *cur;
+        *cur |= f | QUEUED;
+        if was & QUEUED == 0 {
+            queue.push((n.generation, id));
+            if *cur & STALE == 0 {
+                *live += 1;
+            }
+        } else if was & STALE == 0 && *cur & STALE != 0 {
+            *live -= 1;
+        }
     };
     for id in a {
-        push(*id, FROM_A, &mut flags, &mut queue);
+        push(*id, FROM_A, &mut flags, &mut queue, &mut live);
     }
-    push(b, FROM_B, &mut flags, &mut queue);
+    push(b, FROM_B, &mut flags, &mut queue, &mut live);
     let mut best: Option<CommitId> = None;
     while let Some((_, id)) = queue.pop() {
-        let f = flags[&id];
+        let f = flags[&id] & !QUEUED;
+        if f & STALE == 0 {
+            live -= 1;
+        }
         let mut pass = f;
         if f & (FROM_A | FROM_B) == (FROM_A | FROM_B) && f & STALE == 0 {
             // Popped newest-first, so the first common ancestor found has the
@@ -66,14 +87,14 @@ pub fn lowest_common_ancestor(nodes: &Nodes, a: &[CommitId], b: CommitId) -> Opt
             // walk by marking them stale.
             best.get_or_insert(id);
             pass |= STALE;
-            flags.insert(id, pass);
         }
+        flags.insert(id, pass);
         if let Some(n) = nodes.get(&id) {
             for p in n.commit.parents() {
-                push(p, pass, &mut flags, &mut queue);
+                push(p, pass, &mut flags, &mut queue, &mut live);
             }
         }
-        if best.is_some() && queue.iter().all(|(_, q)| flags[q] & STALE != 0) {
+        if best.is_some() && live == 0 {
             break;
         }
     }
@@ -147,5 +168,39 @@ mod tests {
         let lca = lowest_common_ancestor(&n, &[id["m1"]], id["m2"]).unwrap();
         assert!(lca == id["a"] || lca == id["b"]);
         assert_eq!(lowest_common_ancestor(&n, &[id["m2"]], id["m1"]), Some(lca));
+    }
+
+    fn ancestors(n: &Nodes, from: &[CommitId]) -> std::collections::HashSet<CommitId> {
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = from.to_vec();
+        while let Some(id) = stack.pop() {
+            if seen.insert(id) {
+                stack.extend(n[&id].commit.parents());
+            }
+        }
+        seen
+    }
+
+    proptest::proptest! {
+        /// On random DAGs the walk answers the definition: the common
+        /// ancestor with the highest (generation, id).
+        #[test]
+        fn answers_the_definition_on_random_graphs(edges in proptest::collection::vec(proptest::collection::vec(0usize..1000, 0..3), 1..40), pick in proptest::collection::vec(0usize..1000, 1..6)) {
+            let names: Vec<String> = (0..edges.len()).map(|i| format!("c{i}")).collect();
+            let spec_parents: Vec<Vec<&str>> = edges.iter().enumerate().map(|(i, ps)| {
+                let mut v: Vec<&str> = if i == 0 { vec![] } else { ps.iter().map(|p| names[p % i].as_str()).collect() };
+                v.sort();
+                v.dedup();
+                v
+            }).collect();
+            let spec: Vec<(&str, &[&str])> = names.iter().zip(&spec_parents).map(|(n, p)| (n.as_str(), p.as_slice())).collect();
+            let (n, id) = build(&spec);
+            let all: Vec<CommitId> = names.iter().map(|x| id[x]).collect();
+            let a: Vec<CommitId> = pick[1..].iter().map(|i| all[i % all.len()]).collect();
+            let b = all[pick[0] % all.len()];
+            let (ra, rb) = (ancestors(&n, &a), ancestors(&n, &[b]));
+            let want = ra.intersection(&rb).max_by_key(|c| (n[*c].generation, **c)).copied();
+            proptest::prop_assert_eq!(lowest_common_ancestor(&n, &a, b), want);
+        }
     }
 }

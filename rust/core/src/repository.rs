@@ -10,6 +10,10 @@
 //!   [`merge3`], each step using the lowest common ancestor of what was merged
 //!   so far and the next leaf as base, after upgrading every side to the
 //!   newest schema version involved (then to the newest version known).
+//!   Once read, a head is kept current as forks arrive at a cost that
+//!   follows the new commit, not the number of leaves (`fold_in`): siblings
+//!   of one base go into a field-by-field [`StarMerge`], a leaf that sorts
+//!   last is folded in with one more step; both equal the full fold.
 //! * **A local write** lists every current leaf as a parent, closing the
 //!   fork, and gets a timestamp above all of its parents', so an edit always
 //!   wins over what its writer saw.
@@ -30,7 +34,7 @@ use crate::commit::{Body, Commit, CommitId, SignedCommit};
 use crate::error::{Error, Result};
 use crate::graph::{Node, Nodes, lowest_common_ancestor};
 use crate::log::{Corruption, Log};
-use crate::merge::merge3;
+use crate::merge::{StarMerge, merge3};
 use crate::path::{RepoPath, check_key};
 use crate::schema::{Registry, SchemaId};
 use crate::signing::{SessionId, SessionKey};
@@ -104,6 +108,20 @@ struct ItemState {
     leaves: Vec<CommitId>,
     /// The merged value, once computed (or known from the last write).
     head: Option<Arc<Head>>,
+    /// `head` is the plain fold of the leaves in `head.schema` (no schema
+    /// upgrade applied after merging), so a leaf that sorts last can be
+    /// folded into it (see [`Repository::fold_in`]).
+    folded: bool,
+    /// When every leaf is a child of the same commit, their merge kept
+    /// field by field, so each new sibling costs what it changed.
+    star: Option<Box<Star>>,
+}
+
+#[derive(Debug)]
+struct Star {
+    base: CommitId,
+    schema: SchemaId,
+    merge: StarMerge,
 }
 
 /// Who sent a waiting commit (a connection, for a server): its waiting
@@ -563,18 +581,84 @@ impl Repository {
         }
         let nodes = &self.nodes;
         let item = self.items.entry(key.clone()).or_default();
+        let before = item.leaves.len();
         item.leaves.retain(|l| !parents.contains(l));
+        let replaced = item.leaves.len() != before;
         let pos = item.leaves.partition_point(|l| (nodes[l].commit.timestamp, *l) < (ts, id));
         item.leaves.insert(pos, id);
-        // A linear history (the common case) knows its new head already.
-        item.head = match value {
-            Some(v) if item.leaves.len() == 1 && self.registry.latest(&schema.ns).is_none_or(|l| l.version <= schema.version) => Some(Arc::new(Head { schema, data: v })),
-            _ => None,
-        };
+        let last = pos + 1 == item.leaves.len();
+        let latest = self.registry.latest(&schema.ns).is_none_or(|l| l.version <= schema.version);
+        if item.leaves.len() == 1 {
+            // A linear history (the common case) knows its new head already.
+            item.star = None;
+            item.head = value.filter(|_| latest).map(|v| Arc::new(Head { schema, data: v }));
+            item.folded = item.head.is_some();
+        } else {
+            self.fold_in(&key, id, &parents, replaced, last, latest, value);
+        }
         if self.track_changes {
             self.changed.insert(key);
         }
         Ok(())
+    }
+
+    /// Keeps a computed head current when a commit forks its item, at a
+    /// cost that follows the commit, not the number of leaves:
+    /// * a new child of the base every leaf shares (W writers who all
+    ///   edited the same version) is added to the item's [`StarMerge`];
+    /// * a leaf that sorts last and replaced no leaf is folded into the
+    ///   head with one [`merge3`] against its lowest common ancestor with
+    ///   the other leaves — exactly the last step of the full fold;
+    /// * anything else (a merge commit, a leaf sorting before others, a
+    ///   schema change) drops the head, recomputed when next read.
+    ///
+    /// Heads nobody read are left uncomputed (a server never pays for them).
+    #[allow(clippy::too_many_arguments)]
+    fn fold_in(&mut self, key: &Arc<str>, id: CommitId, parents: &[CommitId], replaced: bool, last: bool, latest: bool, value: Option<Arc<ItemData>>) {
+        let item = &self.items[key];
+        let schema = &self.nodes[&id].commit.schema;
+        let order = (self.nodes[&id].commit.timestamp, id);
+        let star_fits = latest && !replaced && item.star.as_ref().is_some_and(|s| parents == [s.base] && s.schema == *schema);
+        let append = !star_fits && latest && !replaced && last && item.folded && item.head.as_ref().is_some_and(|h| h.schema == *schema);
+        let computed = if star_fits || append { value.map_or_else(|| self.value_of(&id), Ok).ok() } else { None };
+        let Some(v) = computed else {
+            let item = self.items.get_mut(key).expect("present");
+            (item.head, item.star, item.folded) = (None, None, false);
+            return;
+        };
+        if star_fits {
+            let item = self.items.get_mut(key).expect("present");
+            // Drop the head first: it shares the star's value, which is then
+            // updated in place instead of copied.
+            let prev = item.head.take();
+            let star = item.star.as_mut().expect("checked above");
+            if star.merge.add(order, &v) {
+                item.head = Some(Arc::new(Head { schema: star.schema.clone(), data: star.merge.value() }));
+                item.folded = true;
+                return;
+            }
+            // A change the star cannot hold (text): fold it pairwise.
+            (item.head, item.star) = (prev, None);
+        }
+        let item = &self.items[key];
+        let (Some(head), true) = (item.head.clone(), last && item.folded) else {
+            let item = self.items.get_mut(key).expect("present");
+            (item.head, item.star, item.folded) = (None, None, false);
+            return;
+        };
+        let version = schema.version;
+        let others: Vec<CommitId> = item.leaves.iter().filter(|l| **l != id && self.nodes[*l].commit.schema.ns == schema.ns).copied().collect();
+        let base = match lowest_common_ancestor(&self.nodes, &others, id) {
+            Some(b) if self.nodes[&b].commit.schema.ns == schema.ns => self.value_at(&b, version),
+            _ => Ok(ItemData::default()),
+        };
+        let item_head = base.map(|base| Arc::new(Head { schema: head.schema.clone(), data: Arc::new(merge3(&base, &head.data, &v)) }));
+        let item = self.items.get_mut(key).expect("present");
+        item.star = None;
+        match item_head {
+            Ok(h) => (item.head, item.folded) = (Some(h), true),
+            Err(_) => (item.head, item.folded) = (None, false),
+        }
     }
 
     /// Charges `bytes` of value copying to the work budget. The first
@@ -704,15 +788,63 @@ impl Repository {
         if let Some(h) = &item.head {
             return Some(h.clone());
         }
-        let head = match self.merge_heads(&item.leaves) {
-            Ok(h) => Arc::new(h),
+        if let Some(star) = self.star_of(&item.leaves) {
+            let head = Arc::new(Head { schema: star.schema.clone(), data: star.merge.value() });
+            let item = self.items.get_mut(key).expect("present");
+            (item.head, item.star, item.folded) = (Some(head.clone()), Some(Box::new(star)), true);
+            return Some(head);
+        }
+        let (head, folded) = match self.merge_heads(&item.leaves) {
+            Ok((h, folded)) => (Arc::new(h), folded),
             // Values of integrated commits always reconstruct (they did when
             // they entered this replica), so this is unreachable in practice;
             // an item that cannot be computed reads as absent rather than panic.
             Err(_) => return None,
         };
-        self.items.get_mut(key).expect("present").head = Some(head.clone());
+        let item = self.items.get_mut(key).expect("present");
+        (item.head, item.folded) = (Some(head.clone()), folded);
         Some(head)
+    }
+
+    /// The head of `key` computed from scratch by the pairwise fold, with
+    /// no cache, star or incremental step: what the incremental paths must
+    /// equal (tests compare them).
+    #[doc(hidden)]
+    pub fn head_by_full_fold(&self, key: &str) -> Option<Head> {
+        self.merge_heads(&self.items.get(key)?.leaves).ok().map(|(h, _)| h)
+    }
+
+    /// The [`StarMerge`] of `leaves` when there are several, every one is a
+    /// child of the same commit alone and in the same, newest known schema
+    /// version, and none changes text; it equals [`Repository::merge_heads`]
+    /// then (same fold, same base for every step).
+    fn star_of(&self, leaves: &[CommitId]) -> Option<Star> {
+        let [first, ..] = leaves else { return None };
+        if leaves.len() < 2 {
+            return None;
+        }
+        let c = &self.nodes[first].commit;
+        let schema = c.schema.clone();
+        let mut ps = c.parents();
+        let (Some(base), None) = (ps.next(), ps.next()) else { return None };
+        if self.registry.latest(&schema.ns).is_some_and(|l| l.version > schema.version) {
+            return None;
+        }
+        for l in leaves {
+            let c = &self.nodes[l].commit;
+            let mut ps = c.parents();
+            if c.schema != schema || ps.next() != Some(base) || ps.next().is_some() {
+                return None;
+            }
+        }
+        let base_value = if self.nodes[&base].commit.schema.ns == schema.ns { self.value_at(&base, schema.version).ok()? } else { ItemData::default() };
+        let mut merge = StarMerge::new(base_value);
+        for l in leaves {
+            if !merge.add((self.nodes[l].commit.timestamp, *l), &*self.value_of(l).ok()?) {
+                return None;
+            }
+        }
+        Some(Star { base, schema, merge })
     }
 
     /// Appends the encoded head of `key` — `str ns, varint version,
@@ -744,13 +876,14 @@ impl Repository {
     }
 
     /// Deterministic merge of a set of commits of one item (see module docs).
-    fn merge_heads(&self, ids: &[CommitId]) -> Result<Head> {
+    /// Also says whether the head is the plain fold (no upgrade after it).
+    fn merge_heads(&self, ids: &[CommitId]) -> Result<(Head, bool)> {
         if let [only] = ids {
             // Fast path (almost every item): one leaf already in the newest
             // known version needs neither a merge nor a copy.
             let schema = &self.nodes[only].commit.schema;
             if self.registry.latest(&schema.ns).is_none_or(|l| l.version <= schema.version) {
-                return Ok(Head { schema: schema.clone(), data: self.value_of(only)? });
+                return Ok((Head { schema: schema.clone(), data: self.value_of(only)? }, true));
             }
         }
         let mut all = ids.to_vec();
@@ -773,7 +906,7 @@ impl Repository {
         // Present the value in the newest version this replica knows.
         let latest = self.registry.latest(&ns).map(|s| s.version).unwrap_or(version).max(version);
         let (data, reached) = self.registry.upgrade(acc, &SchemaId::new(ns.clone(), version), latest);
-        Ok(Head { schema: SchemaId::new(ns, reached), data: Arc::new(data) })
+        Ok((Head { schema: SchemaId::new(ns, reached), data: Arc::new(data) }, reached == version))
     }
 
     /// Writes a new value of `key` as a commit signed by `session`. Returns
@@ -811,6 +944,7 @@ impl Repository {
         let item = self.items.get_mut(key).expect("just written");
         if item.leaves.len() == 1 && self.registry.latest(&def.ns).is_none_or(|l| l.version <= def.version) {
             item.head = Some(Arc::new(Head { schema: signed.commit.schema, data: Arc::new(data) }));
+            item.folded = true;
         }
         Ok(Some(id))
     }
@@ -905,7 +1039,7 @@ impl Repository {
                 let before = if parents.is_empty() {
                     ItemData::default()
                 } else {
-                    let h = self.merge_heads(&parents)?;
+                    let (h, _) = self.merge_heads(&parents)?;
                     self.registry.upgrade((*h.data).clone(), &h.schema, latest).0
                 };
                 let after = self.value_at(id, latest)?;

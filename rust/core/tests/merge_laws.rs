@@ -211,3 +211,102 @@ fn two_way_merge_is_commutative() {
     assert_eq!(ab.field("k", "body"), Some(Value::Text("aXbYc".into())));
     assert_eq!(ab.field("k", "tags"), Some(Value::Set([s("a")].into())));
 }
+
+/// One concurrent writer's shape in [`many_writers`].
+#[derive(Debug, Clone)]
+enum Shape {
+    /// One edit on the base: a sibling of every other such writer.
+    OnBase(Edit),
+    /// Two edits in a row (the leaf's parent is not the base).
+    Chain(Edit, Edit),
+    /// Saw the previous writer's commits, then edited (closes a fork).
+    AfterPrevious(Edit),
+}
+
+fn shape(forks: u32, text: bool) -> impl Strategy<Value = Shape> {
+    // Without text, every plain sibling can be merged field by field.
+    let on_base = edit().prop_map(move |e| match e {
+        Edit::BodyInsert(..) | Edit::BodyDelete(..) if !text => Shape::OnBase(Edit::Count(0)),
+        e => Shape::OnBase(e),
+    });
+    prop_oneof![
+        100 => on_base,
+        forks => (edit(), edit()).prop_map(|(a, b)| Shape::Chain(a, b)),
+        forks => edit().prop_map(Shape::AfterPrevious),
+    ]
+}
+
+fn many_writers() -> impl Strategy<Value = (Vec<(Shape, u16)>, bool, u64, u64)> {
+    // Per case, how often a writer is not a plain sibling: never (every
+    // leaf a child of the base), rarely, or often; whether plain siblings
+    // edit text; and whether the base is in the newest schema version (else
+    // some writers upgrade it).
+    (prop_oneof![Just(0u32), Just(2), Just(30)], any::<bool>())
+        .prop_flat_map(|(forks, text)| (proptest::collection::vec((shape(forks, text), any::<u16>()), 100..300), prop::bool::weighted(0.7), any::<u64>(), any::<u64>()))
+}
+
+proptest! {
+    #![proptest_config(proptest_config(24))]
+
+    /// Hundreds of concurrent writers, received one commit at a time in two
+    /// random orders with the head read after every commit (so it is kept
+    /// up to date incrementally), and all at once: every head equals the
+    /// pairwise fold computed from scratch.
+    #[test]
+    fn hundreds_of_concurrent_writers_fold_incrementally_to_the_full_merge((writers, newest, order_a, order_b) in many_writers()) {
+        let mut base = Replica::with_registry(1, registry_v2());
+        let (schema, title) = if newest { (v2(), "name") } else { (v1(), "title") };
+        base.update("k", &schema, &[put(title, Value::Str("base".into())), put("tags", Value::Set([s("t0")].into())), put("body", Value::Text("xyz".into()))]);
+        let base_commits = base.commits();
+        let mut all: Vec<SignedCommit> = Vec::new();
+        let mut previous: Vec<SignedCommit> = Vec::new();
+        for (i, (shape, skew)) in writers.iter().enumerate() {
+            let mut w = Replica::with_registry(2, registry_v2());
+            let mut seed = [7u8; 32];
+            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            w.key = SessionKey::from_seed(seed);
+            // Writers' clocks disagree, so arrival order is not sort order.
+            w.clock = 1_000 + i64::from(*skew % 2_000);
+            w.receive(&base_commits);
+            match shape {
+                Shape::OnBase(e) => apply_edit(&mut w, "k", e),
+                Shape::Chain(a, b) => {
+                    apply_edit(&mut w, "k", a);
+                    apply_edit(&mut w, "k", b);
+                }
+                Shape::AfterPrevious(e) => {
+                    w.receive(&previous);
+                    apply_edit(&mut w, "k", e);
+                }
+            }
+            let mine: Vec<SignedCommit> = w.commits().into_iter().filter(|c| !all.iter().chain(&base_commits).any(|x| x.id == c.id)).collect();
+            all.extend(mine.iter().cloned());
+            previous = w.commits();
+        }
+        let mut heads = Vec::new();
+        for (n, order) in [(3u8, order_a), (4, order_b)] {
+            let mut r = Replica::with_registry(n, registry_v2());
+            r.receive(&base_commits);
+            r.head("k");
+            let mut commits = all.clone();
+            shuffle(&mut commits, order);
+            for (step, c) in commits.iter().enumerate() {
+                r.receive(std::slice::from_ref(c));
+                let h = r.head("k").unwrap();
+                if step % 64 == 0 {
+                    let full = r.repo.head_by_full_fold("k").unwrap();
+                    prop_assert_eq!(&*h, &full, "incremental head differs from the full fold after {} commits", step + 1);
+                }
+            }
+            let h = r.head("k").unwrap();
+            prop_assert_eq!(&*h, &r.repo.head_by_full_fold("k").unwrap());
+            heads.push(h);
+        }
+        let mut at_once = Replica::with_registry(5, registry_v2());
+        at_once.receive(&base_commits);
+        at_once.receive(&all);
+        heads.push(at_once.head("k").unwrap());
+        prop_assert_eq!(&heads[0], &heads[1]);
+        prop_assert_eq!(&heads[0], &heads[2]);
+    }
+}

@@ -365,7 +365,7 @@ fn long_edit_sequences_use_bounded_delta_chains() {
     let mut big = Replica::new(3);
     let mut long = "x".repeat(100_000);
     for i in 0..600 {
-        long.insert_str(i * 7, "y");
+        long.insert(i * 7, 'y');
         big.update("doc", &v1(), &[put("body", Value::Text(long.clone()))]);
     }
     let fulls = big.commits().iter().filter(|c| matches!(c.commit.body, Body::Full(_))).count();

@@ -265,6 +265,9 @@ struct Client {
 
 // ---- the world --------------------------------------------------------------------
 
+/// Signatures already checked, shared by every seed's world (a cache).
+type Memo = Arc<Mutex<HashSet<(CommitId, [u8; 64])>>>;
+
 struct World {
     rng: Rng,
     now: i64,
@@ -272,7 +275,7 @@ struct World {
     clients: Vec<Client>,
     pipes: BTreeMap<u64, Pipe>,
     next_pipe: u64,
-    memo: Arc<Mutex<HashSet<(CommitId, [u8; 64])>>>,
+    memo: Memo,
     trace: bool,
     plant: bool,
     /// Every commit some server said was durable, anywhere (invariant 3).
@@ -286,7 +289,7 @@ fn timers() -> Timers {
 }
 
 impl World {
-    fn new(seed: u64, memo: Arc<Mutex<HashSet<(CommitId, [u8; 64])>>>, plant: bool) -> World {
+    fn new(seed: u64, memo: Memo, plant: bool) -> World {
         let mut rng = Rng(seed);
         let n_servers = 1 + rng.below(2) as usize;
         let n_clients = 2 + rng.below(2) as usize;
@@ -805,11 +808,11 @@ impl World {
         let change = match op {
             0 => Change::Put { field: "title".into(), value: Value::Str(format!("t{n}")) },
             1 => Change::Put { field: "n".into(), value: Value::Num(n as f64) },
-            2 => Change::Put { field: "done".into(), value: Value::Bool(n % 2 == 0) },
+            2 => Change::Put { field: "done".into(), value: Value::Bool(n.is_multiple_of(2)) },
             3 => Change::SetAdd { field: "tags".into(), elems: [Scalar::Str(format!("g{}", n % 5))].into() },
             4 => Change::SetRemove { field: "tags".into(), elems: [Scalar::Str(format!("g{}", n % 5))].into() },
             5 => Change::MapPut { field: "attrs".into(), key: format!("k{}", n % 3), value: Scalar::Num(n as f64) },
-            6 => Change::Deleted(n % 3 == 0),
+            6 => Change::Deleted(n.is_multiple_of(3)),
             _ => {
                 let cl = &mut self.clients[c];
                 let len = cl.store.0.get_mut(&path).unwrap().head(&item).and_then(|h| match h.data.fields.get("body") {
@@ -1250,7 +1253,7 @@ fn describe_frame(b: &[u8]) -> String {
 }
 
 /// One seed: a random run with faults, then healing and the final checks.
-fn run_seed(seed: u64, memo: Arc<Mutex<HashSet<(CommitId, [u8; 64])>>>, plant: bool) -> Result<(), Violation> {
+fn run_seed(seed: u64, memo: Memo, plant: bool) -> Result<(), Violation> {
     let mut w = World::new(seed, memo, plant);
     let steps = 150 + w.rng.below(250);
     for _ in 0..steps {

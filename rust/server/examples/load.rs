@@ -59,7 +59,11 @@ fn nonce() -> [u8; 32] {
 
 /// Server RSS (bytes) and CPU time (seconds) from /proc.
 fn proc_usage(pid: u32) -> (u64, f64) {
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())).unwrap_or(0) * 1024;
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .unwrap_or(0)
+        * 1024;
     let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
@@ -252,7 +256,15 @@ async fn splice_attack(addr: SocketAddr, stop: Arc<AtomicBool>) -> Result<(), St
     let base = a.write("k", 1.0).unwrap();
     a.sync(Duration::from_secs(30)).await?;
     let splices: Vec<Splice> = (0..320_000u32).map(|i| Splice { pos: i * 2, delete: 1, insert: String::new() }).collect();
-    let c = Commit { repo: path.clone(), key: "k".into(), parents: vec![base], timestamp: now_ms(), session: a.key.id(), schema: SchemaId::new("load", 1), body: Body::Delta { base, changes: vec![Change::Text { field: "body".into(), splices }] } };
+    let c = Commit {
+        repo: path.clone(),
+        key: "k".into(),
+        parents: vec![base],
+        timestamp: now_ms(),
+        session: a.key.id(),
+        schema: SchemaId::new("load", 1),
+        body: Body::Delta { base, changes: vec![Change::Text { field: "body".into(), splices }] },
+    };
     let mut bytes = c.sign(&a.key).unwrap().encode();
     let n = bytes.len();
     bytes[n - 1] ^= 1;
@@ -400,7 +412,13 @@ async fn union(args: &[String]) -> String {
         }
     }
     let converge = tc.elapsed().as_secs_f64();
-    let digests: std::collections::HashSet<(u64, [u8; 32])> = ps.iter().map(|p| { let d = p.repos[&p.path].digest(); (d.count, d.xor) }).collect();
+    let digests: std::collections::HashSet<(u64, [u8; 32])> = ps
+        .iter()
+        .map(|p| {
+            let d = p.repos[&p.path].digest();
+            (d.count, d.xor)
+        })
+        .collect();
     let short = ps.iter().filter(|p| p.count() != written).count();
     format!(
         r#"{{"mode":"union","clients":{clients},"rate":{rate},"seconds":{seconds},"written":{written},"clientsShort":{short},"distinctStates":{},"convergeSeconds":{converge:.2},"serverRssMax":{rss_max},"serverCpu":{:.3}}}"#,

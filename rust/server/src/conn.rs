@@ -192,9 +192,8 @@ pub async fn serve(socket: WebSocket, shared: Arc<Shared>, ip: IpAddr) {
     // not wait on a reader that does not read.
     out.close("closing");
     let abort = writer.abort_handle();
-    if out.stalled_for() > Duration::ZERO && out.stalled_for() >= limits.slow_consumer {
-        abort.abort();
-    } else if tokio::time::timeout(Duration::from_secs(2), writer).await.is_err() {
+    let stalled = out.stalled_for() > Duration::ZERO && out.stalled_for() >= limits.slow_consumer;
+    if stalled || tokio::time::timeout(Duration::from_secs(2), writer).await.is_err() {
         abort.abort();
     }
     c.cleanup();

@@ -67,7 +67,11 @@ async fn sync(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>, req: Requ
     let ip = req.extensions().get::<PeerIp>().map_or(IpAddr::from([127, 0, 0, 1]), |p| p.0);
     if !shared.hit_connection(ip) {
         Metrics::inc(&shared.metrics.quota_refusals);
-        return (StatusCode::TOO_MANY_REQUESTS, format!("ERR_QUOTA: more than {} new connections from {ip} this minute (--connections-per-ip-per-minute)", shared.limits().connections_per_ip_per_minute)).into_response();
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("ERR_QUOTA: more than {} new connections from {ip} this minute (--connections-per-ip-per-minute)", shared.limits().connections_per_ip_per_minute),
+        )
+            .into_response();
     }
     if let Err(why) = conn::admit(&shared, ip, true) {
         Metrics::inc(&shared.metrics.quota_refusals);

@@ -656,8 +656,7 @@ impl Actor {
             _ => return,
         };
         let shared = &self.shared;
-        loop {
-            let Some(front) = backlog.items.front_mut() else { break };
+        while let Some(front) = backlog.items.front_mut() {
             let room = ep.out.room();
             if room == 0 || ep.out.is_closed() {
                 if !ep.out.is_closed() {

@@ -477,12 +477,7 @@ async fn f12_idle_handshakes_slow_headers_and_connection_floods_are_bounded() {
     // A socket that never answers hello is closed.
     let mut idle = Client::raw(srv.addr).await;
     let t0 = Instant::now();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), idle.next()).await.expect("not closed within 5 s") {
-            Some(Ok(Ws::Binary(_))) => continue,
-            _ => break,
-        }
-    }
+    while let Some(Ok(Ws::Binary(_))) = tokio::time::timeout(Duration::from_secs(5), idle.next()).await.expect("not closed within 5 s") {}
     assert!(t0.elapsed() < Duration::from_secs(4));
     // Slow-loris headers are cut.
     let mut s = tokio::net::TcpStream::connect(srv.addr).await.unwrap();

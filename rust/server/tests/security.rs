@@ -273,15 +273,7 @@ async fn oversized_and_malformed_frames_close_the_connection_and_the_server_stay
     let mut big = Client::raw(srv.addr).await;
     let _hello = big.next().await;
     let _ = big.send(Ws::Binary(vec![2u8; ibex_server::Limits::default().max_frame + 1].into())).await;
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match big.next().await {
-                Some(Ok(Ws::Binary(_))) => continue,
-                _ => break,
-            }
-        }
-    })
-    .await;
+    let closed = tokio::time::timeout(Duration::from_secs(5), async { while let Some(Ok(Ws::Binary(_))) = big.next().await {} }).await;
     assert!(closed.is_ok(), "the oversized frame did not end the connection");
     // Malformed frames after a good handshake, and a commits frame whose
     // count lies.

@@ -223,10 +223,10 @@ impl Strata {
     pub fn estimate(&self, other: &Strata) -> u64 {
         let mut differ = [[false; STRATA_BUCKETS]; STRATA_LEVELS];
         let mut any = false;
-        for l in 0..STRATA_LEVELS {
-            for b in 0..STRATA_BUCKETS {
-                differ[l][b] = self.0[l][b] != other.0[l][b];
-                any |= differ[l][b];
+        for ((row, mine), theirs) in differ.iter_mut().zip(&self.0).zip(&other.0) {
+            for ((d, a), b) in row.iter_mut().zip(mine).zip(theirs) {
+                *d = a != b;
+                any |= *d;
             }
         }
         if !any {
