@@ -19,6 +19,10 @@ import { w6 } from "./node/w6.mjs";
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..");
 const quick = process.argv.includes("--quick");
+// `--only w10,w6`: re-measure those workloads and keep the others from the
+// last results.json (a full run takes half an hour on this machine).
+const only = process.argv.includes("--only") ? new Set(process.argv[process.argv.indexOf("--only") + 1].split(",")) : null;
+const want = (w) => !only || only.has(w);
 const cfg = quick
   ? { big: 1_000, runs: 1, bigRuns: 1, writes: 5, edits: 5, handovers: 1, coldSizes: [1_000], coldRuns: 1, traceEdits: 2_000, reopens: 1, conflictSizes: [25], conflictRuns: 1, reconcileCases: ["2000:0.01"], w10: { repos: 5, perRepo: 4, seconds: 4, idle: 200, unionClients: 5, unionSeconds: 3 } }
   : { big: 100_000, runs: 10, bigRuns: 5, writes: 200, edits: 100, handovers: 5, coldSizes: [10_000, 100_000], coldRuns: 5, traceEdits: Infinity, reopens: 5, conflictSizes: [100, 400, 10_000], conflictRuns: 5, reconcileCases: ["100000:0.01", "1000000:0.001"], w10: { repos: 100, perRepo: 10, seconds: 60, idle: 10_000, unionClients: 100, unionSeconds: 60 } };
@@ -97,7 +101,8 @@ async function main() {
     executablePath: "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
-  const results = { quick, config: cfg, date: new Date().toISOString(), machine: {}, w1: {}, w2: null, w5: null, w7: null, w9: null };
+  const fresh = { quick, config: cfg, date: new Date().toISOString(), machine: {}, w1: {}, w2: null, w5: null, w7: null, w9: null };
+  const results = only ? { ...JSON.parse(readFileSync(join(here, quick ? "results-quick.json" : "results.json"), "utf8")), date: fresh.date } : fresh;
   try {
     results.machine = { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), chromium: browser.version(), node: process.version };
     const page = async () => {
@@ -109,7 +114,7 @@ async function main() {
       await p.waitForFunction(() => window.benchReady === true);
       return { p, ctx, errors };
     };
-    for (const impl of ["ibex", "tinybase", "dexie"]) {
+    for (const impl of want("w1") ? ["ibex", "tinybase", "dexie"] : []) {
       const { p, ctx, errors } = await page();
       process.stdout.write(`W1 ${impl}… `);
       const t0 = Date.now();
@@ -118,21 +123,23 @@ async function main() {
       if (errors.length) throw new Error(`${impl}: ${errors.join("; ")}`);
       await ctx.close();
     }
-    {
+    if (want("w2")) {
       const { p, ctx } = await page();
       process.stdout.write("W2 ibex… ");
       results.w2 = await p.evaluate((args) => window.runW2(args), { big: cfg.big, writes: cfg.writes });
       console.log("done");
       await ctx.close();
     }
-    results.w3 = await w3(browser);
-    results.w5 = await w5(browser);
-    results.w7 = await w7(browser);
-    results.w4 = w4();
-    results.w5reconcile = reconcile();
-    results.w10 = await w10();
-    results.w6 = await w6({ ns: cfg.conflictSizes, runs: cfg.conflictRuns, seed: Number(process.env.IBEX_BENCH_SEED ?? Date.now() % 1e6) });
-    console.log(`W6 order seed: ${results.w6.seed} (IBEX_BENCH_SEED=${results.w6.seed} replays it)`);
+    if (want("w3")) results.w3 = await w3(browser);
+    if (want("w5")) results.w5 = await w5(browser);
+    if (want("w7")) results.w7 = await w7(browser);
+    if (want("w4")) results.w4 = w4();
+    if (want("w5reconcile")) results.w5reconcile = reconcile();
+    if (want("w10")) results.w10 = await w10();
+    if (want("w6")) {
+      results.w6 = await w6({ ns: cfg.conflictSizes, runs: cfg.conflictRuns, seed: Number(process.env.IBEX_BENCH_SEED ?? Date.now() % 1e6) });
+      console.log(`W6 order seed: ${results.w6.seed} (IBEX_BENCH_SEED=${results.w6.seed} replays it)`);
+    }
     results.w9 = {
       ibex: size(join(root, "packages/db/wasm/ibex_wasm_bg.wasm")),
       loro: size(largestWasm(join(here, "node_modules/loro-crdt"))),
@@ -142,9 +149,11 @@ async function main() {
     await browser.close();
     server.kill();
   }
-  const md = report(results);
+  // Measurements first: a report that fails to render loses nothing
+  // (`node bench/run.mjs --report-only` renders them again).
   const base = quick ? "results-quick" : "results";
   writeFileSync(join(here, `${base}.json`), JSON.stringify(results, null, 2));
+  const md = report(results);
   writeFileSync(join(here, quick ? "results-quick.md" : "RESULTS.md"), md);
   console.log(md);
 }
@@ -198,7 +207,13 @@ async function w10() {
   const server = spawn(bin, ["--port", String(p), "--host", "127.0.0.1", "--data", dataDir, ...flags], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, RUST_LOG: "error" } });
   const c = cfg.w10;
   const addr = `127.0.0.1:${p}`;
-  const run = (args) => JSON.parse(execFileSync(load, [...args, "--addr", addr, "--pid", String(server.pid)], { maxBuffer: 1 << 20 }).toString().trim().split("\n").pop());
+  const run = (args) => {
+    const r = JSON.parse(execFileSync(load, [...args, "--addr", addr, "--pid", String(server.pid)], { maxBuffer: 1 << 20 }).toString().trim().split("\n").pop());
+    // The load generator reports its own failures (a client that could not
+    // connect): stop with them rather than report a number that is not one.
+    if (r.error) throw new Error(`W10 ${args[0]}: ${r.error}`);
+    return r;
+  };
   const out = {};
   try {
     for (let i = 0; ; i++) {
@@ -226,6 +241,10 @@ async function w10() {
     process.stdout.write("W10 union… ");
     out.union = run(["union", "--clients", String(c.unionClients), "--rate", "1", "--seconds", String(c.unionSeconds)]);
     console.log(`converged in ${out.union.convergeSeconds} s`);
+  } catch (e) {
+    // Reported as a failed workload; the other workloads' numbers stand.
+    console.log(`failed: ${e.message}`);
+    return { error: e.message };
   } finally {
     server.kill();
   }
@@ -485,6 +504,7 @@ function report(r) {
     lines.push("", "The first version sent a Bloom filter of every commit per round: 590 KB of filters in 5 rounds for 1% of 100k commits. Why rateless IBLTs rather than range-based reconciliation is in `rust/core/src/sync/mod.rs`.", "");
   }
   if (r.w10?.skipped) lines.push("## W10 — skipped", "", r.w10.skipped, "");
+  else if (r.w10?.error) lines.push("## W10 — failed", "", `The run stopped: ${r.w10.error}`, "");
   else if (r.w10) {
     const w = r.w10;
     const b = w.baseline;

@@ -22,6 +22,7 @@ declare global {
 }
 window.__renders ??= { rows: {}, counter: 0, list: 0, app: 0 };
 
+// Module-level options read no component state: their `deps` are `[]`.
 const ALL: QueryOptions<TodoFields> = { source: TODOS, schema: Todo, sortBy: "createdAt" };
 const ACTIVE: QueryOptions<TodoFields> = { source: TODOS, schema: Todo, sortBy: "createdAt", where: (t) => !t.get("completed") };
 const COMPLETED: QueryOptions<TodoFields> = { source: TODOS, schema: Todo, sortBy: "createdAt", where: (t) => t.get("completed") };
@@ -48,7 +49,7 @@ export function App() {
   window.__Todo = Todo;
   const route = useRoute();
   const ready = useDBReady();
-  const total = useQueryCount(ALL);
+  const total = useQueryCount(ALL, []);
   return (
     <>
       <section className="todoapp">
@@ -102,7 +103,7 @@ function NewTodo() {
 
 function ToggleAll() {
   const db = useDB();
-  const allDone = useQuerySelect(ACTIVE, (q) => q.count === 0);
+  const allDone = useQuerySelect(ACTIVE, (q) => q.count === 0, []);
   const toggle = () => {
     const todos = db.query(ALL);
     for (const t of todos.results) t.set("completed", !allDone);
@@ -118,7 +119,7 @@ function ToggleAll() {
 
 function TodoList({ route }: { route: Route }) {
   window.__renders.list++;
-  const todos = useQuery(route === "active" ? ACTIVE : route === "completed" ? COMPLETED : ALL);
+  const todos = useQuery(route === "active" ? ACTIVE : route === "completed" ? COMPLETED : ALL, []);
   return (
     <ul className="todo-list">
       {todos.map((t) => (
@@ -189,7 +190,7 @@ const TodoRow = memo(function TodoRow({ path }: { path: string }) {
 
 function TodoCount() {
   window.__renders.counter++;
-  const left = useQueryCount(ACTIVE);
+  const left = useQueryCount(ACTIVE, []);
   return (
     <span className="todo-count" data-testid="todo-count">
       <strong>{left}</strong> {left === 1 ? "item" : "items"} left
@@ -216,7 +217,7 @@ function Filters({ route }: { route: Route }) {
 
 function ClearCompleted() {
   const db = useDB();
-  const any = useQuerySelect(COMPLETED, (q) => q.count > 0);
+  const any = useQuerySelect(COMPLETED, (q) => q.count > 0, []);
   if (!any) return null;
   const clear = () => {
     const done = db.query(COMPLETED);

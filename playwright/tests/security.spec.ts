@@ -61,13 +61,23 @@ test("a user's /user/<id> todos are not visible to another user", async ({ brows
   await addPrivate(bob.page, "bob's own");
   await expect(bob.page.getByTestId("private-todo")).toHaveText(["bob's own"]);
   const aliceRepo = await alice.page.evaluate(() => `/user/${(window as any).__db.user.id}`);
-  const leaked = await bob.page.evaluate(async (repo) => {
+  const read = await bob.page.evaluate(async (repo) => {
     const db = (window as any).__db;
+    // The server's answer to bob asking for the repository: a refusal
+    // naming it (waited for, not assumed after a delay).
+    const refused = new Promise<string>((resolve) => {
+      const off = db.onError((e: { code: string; message: string }) => {
+        if (e.message.includes(repo)) {
+          off();
+          resolve(e.code);
+        }
+      });
+    });
     await db.open(repo);
-    await new Promise((r) => setTimeout(r, 1500));
-    return db.keys(repo).length;
+    const code = await Promise.race([refused, new Promise<string>((r) => setTimeout(() => r("no answer from the server within 10 s"), 10_000))]);
+    return { code, keys: db.keys(repo).length };
   }, aliceRepo);
-  expect(leaked).toBe(0);
+  expect(read).toEqual({ code: "ERR_FORBIDDEN", keys: 0 });
   // And bob cannot write there: refused before anything is stored.
   const refused = await bob.page.evaluate(
     (repo) => {

@@ -3,7 +3,7 @@
 // snapshot that changes only when that hook's own data changes — so an edit
 // re-renders only the components that show it.
 
-import { type Fields, IbexDB, type IbexOpenOptions, type Item, type Query, type QueryOptions, type Status, type User } from "@ibexdb/db";
+import { type Fields, IbexDB, type IbexOpenOptions, type Item, type Query, type QueryOptions, type Status, type User, queryKey } from "@ibexdb/db";
 import { type ReactNode, createContext, useCallback, useContext, useEffect, useMemo, useState, useSyncExternalStore } from "react";
 import { useSyncExternalStoreWithSelector } from "use-sync-external-store/with-selector";
 
@@ -121,43 +121,28 @@ export function useSyncStatus(): SyncStatus {
   );
 }
 
-/** Options are compared by value: functions by their source text, plus
- * `deps` for the values they capture (as with useMemo). */
-function queryKey(opts: QueryOptions<any>, deps: readonly unknown[]): string {
-  const src = opts.source;
-  return JSON.stringify([
-    typeof src === "string" ? src : `query:${src.repo}:${keyOf(src)}`,
-    opts.schema?.id ?? null,
-    opts.where ? String(opts.where) : null,
-    typeof opts.sortBy === "function" ? String(opts.sortBy) : (opts.sortBy ?? null),
-    opts.descending ?? false,
-    opts.limit ?? null,
-    opts.includeDeleted ?? false,
-    deps,
-  ]);
-}
-
-const queryIds = new WeakMap<object, number>();
-let nextQueryId = 1;
-function keyOf(q: object): number {
-  let id = queryIds.get(q);
-  if (!id) queryIds.set(q, (id = nextQueryId++));
-  return id;
-}
-
 /** A live query's results. The array (and this component's render) changes
  * only when membership or order changes; render rows with `useItem` so a
  * row re-renders when its own item changes. */
-export function useQuery<F extends Fields>(opts: QueryOptions<F>, deps: readonly unknown[] = []): readonly Item<F>[] {
-  return useQueryObject(opts, deps).results;
+export function useQuery<F extends Fields>(opts: PlainQueryOptions<F>, deps?: readonly unknown[]): readonly Item<F>[];
+/** With a `where` (or a `sortBy` comparator), `deps` lists the values the
+ * function reads (`[]` if none), as with useMemo: equal options share one
+ * query, and a function's captured values are invisible otherwise. */
+export function useQuery<F extends Fields>(opts: QueryOptions<F>, deps: readonly unknown[]): readonly Item<F>[];
+export function useQuery<F extends Fields>(opts: QueryOptions<F>, deps?: readonly unknown[]): readonly Item<F>[] {
+  return useQueryObject(opts, deps as readonly unknown[]).results;
 }
 
+/** Query options without functions: they need no `deps`. */
+export type PlainQueryOptions<F extends Fields> = QueryOptions<F> & { where?: undefined; sortBy?: keyof F & string };
+
 /** The shared query for these options, and a subscribe that retains it. */
-function useSharedQuery<F extends Fields>(opts: QueryOptions<F>, deps: readonly unknown[]) {
+function useSharedQuery<F extends Fields>(opts: QueryOptions<F>, deps: readonly unknown[] | undefined) {
   const db = useContextDB();
+  // Throws ERR_CONFIG for a function without `deps` (see queryKey).
   const key = queryKey(opts as QueryOptions<any>, deps);
   // eslint-disable-next-line react-hooks/exhaustive-deps
-  const shared = useMemo(() => db.sharedQuery(key, opts), [db, key]);
+  const shared = useMemo(() => db.sharedQuery(opts, deps), [db, key]);
   const subscribe = useCallback(
     (cb: () => void) => {
       const release = shared.retain();
@@ -173,7 +158,9 @@ function useSharedQuery<F extends Fields>(opts: QueryOptions<F>, deps: readonly 
 }
 
 /** Like `useQuery`, returning the `Query` (for `count`, `loading`, …). */
-export function useQueryObject<F extends Fields>(opts: QueryOptions<F>, deps: readonly unknown[] = []): Query<F> {
+export function useQueryObject<F extends Fields>(opts: PlainQueryOptions<F>, deps?: readonly unknown[]): Query<F>;
+export function useQueryObject<F extends Fields>(opts: QueryOptions<F>, deps: readonly unknown[]): Query<F>;
+export function useQueryObject<F extends Fields>(opts: QueryOptions<F>, deps?: readonly unknown[]): Query<F> {
   const { query, subscribe } = useSharedQuery(opts, deps);
   useSyncExternalStore(subscribe, () => query.results);
   return query;
@@ -181,14 +168,18 @@ export function useQueryObject<F extends Fields>(opts: QueryOptions<F>, deps: re
 
 /** A value derived from a live query (`q => q.count`, `q => q.count > 0`);
  * re-renders only when that value changes (`Object.is`). */
-export function useQuerySelect<F extends Fields, R>(opts: QueryOptions<F>, select: (q: Query<F>) => R, deps: readonly unknown[] = []): R {
+export function useQuerySelect<F extends Fields, R>(opts: PlainQueryOptions<F>, select: (q: Query<F>) => R, deps?: readonly unknown[]): R;
+export function useQuerySelect<F extends Fields, R>(opts: QueryOptions<F>, select: (q: Query<F>) => R, deps: readonly unknown[]): R;
+export function useQuerySelect<F extends Fields, R>(opts: QueryOptions<F>, select: (q: Query<F>) => R, deps?: readonly unknown[]): R {
   const { query, subscribe } = useSharedQuery(opts, deps);
   return useSyncExternalStoreWithSelector(subscribe, () => query.results, () => query.results, () => select(query));
 }
 
 /** The number of items a query matches; re-renders only when it changes. */
-export function useQueryCount<F extends Fields>(opts: QueryOptions<F>, deps: readonly unknown[] = []): number {
-  return useQuerySelect(opts, (q) => q.count, deps);
+export function useQueryCount<F extends Fields>(opts: PlainQueryOptions<F>, deps?: readonly unknown[]): number;
+export function useQueryCount<F extends Fields>(opts: QueryOptions<F>, deps: readonly unknown[]): number;
+export function useQueryCount<F extends Fields>(opts: QueryOptions<F>, deps?: readonly unknown[]): number {
+  return useQuerySelect(opts, (q) => q.count, deps as readonly unknown[]);
 }
 
 /** The item at a path (or the given item), re-rendering when it changes;

@@ -31,7 +31,8 @@ afterEach(async () => {
   container?.remove();
 });
 
-const wait = (ms: number) => act(() => new Promise((r) => setTimeout(r, ms)));
+/** Waits (inside act) until `check` passes: the event, not a guessed delay. */
+const until = (check: () => void) => act(() => vi.waitFor(check, { timeout: 5_000, interval: 5 }));
 
 describe("render counts", () => {
   it("toggling one of 200 todos re-renders only its row and the counter", async () => {
@@ -50,7 +51,7 @@ describe("render counts", () => {
       return <ul>{todos.map((t) => <Row key={t.path} path={t.path} />)}</ul>;
     }
     function Counter() {
-      const open = useQuery({ source: "/data/todos", schema: Todo, where: (t: T) => !t.get("done") });
+      const open = useQuery({ source: "/data/todos", schema: Todo, where: (t: T) => !t.get("done") }, []);
       renders.counter++;
       return <span id="count">{open.length} items left</span>;
     }
@@ -86,7 +87,7 @@ describe("lifecycle", () => {
       seen.add(d);
       const [n, setN] = useState(0);
       // Inline options, a new object on every render.
-      const q = useQueryObject({ source: "/data/s", schema: Todo, where: (t: T) => !t.get("done"), sortBy: "text" });
+      const q = useQueryObject({ source: "/data/s", schema: Todo, where: (t: T) => !t.get("done"), sortBy: "text" }, []);
       return (
         <button id="b" onClick={() => setN(n + 1)}>
           {n}:{q.count}
@@ -100,7 +101,7 @@ describe("lifecycle", () => {
         </IbexProvider>
       </StrictMode>,
     );
-    await wait(50);
+    await until(() => expect(container.querySelector("#b")).not.toBeNull());
     expect(open).toHaveBeenCalledTimes(1);
     expect(seen.size).toBe(1);
     for (let i = 0; i < 5; i++) await act(async () => (container.querySelector("#b") as HTMLButtonElement).click());
@@ -108,11 +109,19 @@ describe("lifecycle", () => {
     expect(db!.liveQueries).toBe(1);
     await act(async () => db!.create("/data/s", Todo, { text: "x" }));
     expect(container.querySelector("#b")!.textContent).toBe("5:1");
-    // Unmounting releases the query (after its short grace period).
-    await act(async () => root!.unmount());
-    root = null;
-    await wait(1_200);
-    expect(db!.liveQueries).toBe(0);
+    // Unmounting releases the query after its grace period (1 s), not
+    // before: on a fake clock, so the test neither sleeps nor races it.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    try {
+      await act(async () => root!.unmount());
+      root = null;
+      vi.advanceTimersByTime(999);
+      expect(db!.liveQueries).toBe(1);
+      vi.advanceTimersByTime(1);
+      expect(db!.liveQueries).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
     open.mockRestore();
   });
 
@@ -136,8 +145,7 @@ describe("lifecycle", () => {
       </IbexProvider>,
     );
     await act(async () => db.open("/data/big"));
-    await wait(10);
-    expect(container.querySelector("#s")!.textContent).toBe("3000 loaded");
+    await until(() => expect(container.querySelector("#s")!.textContent).toBe("3000 loaded"));
     // Progress was visible part-way (heads are applied in slices), then ready.
     expect(states.some((s) => /^loading:[1-9][0-9]*\/3000$/.test(s)), states.join(" ")).toBe(true);
     expect(states.at(-1)).toBe("ready:3000/3000");

@@ -1,15 +1,17 @@
 // @ibexdb/db — a local-first, Git-like database with synchronous reads and
 // writes. See the README for the API tour.
 
-import { Database, type OpenOptions } from "./db.js";
-import { IbexError } from "./errors.js";
-import type { EngineChannel } from "./protocol.js";
+import { Database, type OpenOptions } from "./main/database.js";
+import { IbexError } from "./wire/errors.js";
+import type { EngineChannel } from "./wire/protocol.js";
 
-export type { EngineStats, Phase, RepoStatus, Status, OpenOptions } from "./db.js";
-export { IbexError, type ErrorCode } from "./errors.js";
-export { Item } from "./item.js";
-export type { HistoryEntry, LoadReport, User } from "./protocol.js";
-export { Query, type QueryOptions } from "./query.js";
+export type { OpenOptions } from "./main/database.js";
+export type { EngineStats, Phase, RepoStatus, Status } from "./main/status.js";
+export { queryKey, type SharedQuery } from "./main/shared_queries.js";
+export { IbexError, type ErrorCode, ENGINE_CODES, SDK_CODES } from "./wire/errors.js";
+export { Item } from "./main/item.js";
+export type { HistoryEntry, LoadReport, User } from "./wire/protocol.js";
+export { Query, type QueryOptions } from "./main/query.js";
 export {
   defineSchema,
   type FieldDef,
@@ -24,7 +26,7 @@ export {
   type Scalar,
   type Schema,
   type UpgradeStep,
-} from "./schema.js";
+} from "./main/schema.js";
 
 /** Where the engine keeps data: OPFS (browsers), IndexedDB, memory, or a
  * directory (Node). */
@@ -44,14 +46,14 @@ const isNode = typeof process !== "undefined" && !!process.versions?.node;
 async function createChannel(opts: IbexOpenOptions): Promise<EngineChannel> {
   const storage = opts.storage ?? (isNode ? "memory" : "opfs");
   if (isNode && (storage === "memory" || typeof storage === "object")) {
-    const node = await import("./node.js");
+    const node = await import("./node/index.js");
     const provider = storage === "memory" ? new node.MemoryStorage() : new node.NodeDirStorage(storage.dir);
     return node.inProcessChannel(await node.nodeEngineFactory(), provider, opts.server);
   }
   if (typeof storage === "object" || isNode) {
     throw new IbexError("ERR_STORAGE", `Storage ${JSON.stringify(storage)} is not available here: browsers use "opfs", "indexeddb" or "memory"; Node uses { dir } or "memory"`);
   }
-  const { workerChannel } = await import("./browser.js");
+  const { workerChannel } = await import("./main/tabs.js");
   return workerChannel(opts.name, storage, opts.server);
 }
 

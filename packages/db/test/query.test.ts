@@ -147,3 +147,25 @@ describe("queries over a loading repository", () => {
     await again.close();
   });
 });
+
+describe("shared queries", () => {
+  it("a function in the options needs deps; equal options share one query, different deps do not", async () => {
+    const db = await openDb();
+    db.create("/data/s", Task, { text: "a", prio: 1 });
+    db.create("/data/s", Task, { text: "b", prio: 5 });
+    const over = (min: number) => ({ source: "/data/s", schema: Task, where: (t: Item<typeof Task.fields>) => t.get("prio")! > min });
+    // Without deps two filters with the same text but different captured
+    // values would silently share results: refused, saying what to do.
+    expect(() => db.sharedQuery(over(0))).toThrow(expect.objectContaining({ code: "ERR_CONFIG" }));
+    const low = db.sharedQuery(over(0), [0]);
+    const high = db.sharedQuery(over(3), [3]);
+    expect(low.query).not.toBe(high.query);
+    expect(low.query.count).toBe(2);
+    expect(high.query.count).toBe(1);
+    expect(db.sharedQuery(over(0), [0]).query).toBe(low.query);
+    // Plain options need no deps.
+    const plain = db.sharedQuery({ source: "/data/s", sortBy: "text" });
+    expect(plain.query.results.map((t) => t.get("text"))).toEqual(["a", "b"]);
+    await db.close();
+  });
+});

@@ -39,8 +39,17 @@ describe("values from other replicas", () => {
   });
 
   it("unacknowledged local edits are re-applied over incoming values", async () => {
-    const { Database } = await import("../src/db.js");
-    const { MemoryStorage, inProcessChannel, nodeEngineFactory } = await import("../src/node.js");
+    const { Database } = await import("../src/main/database.js");
+    const { MemoryStorage, inProcessChannel, nodeEngineFactory } = await import("../src/node/index.js");
+    // A database over a channel of the test's own (constructor and start
+    // are protected: apps use IbexDB.open).
+    class OverChannel extends Database {
+      static async over(channel: import("../src/wire/protocol.js").EngineChannel, opts: import("../src/main/database.js").OpenOptions) {
+        const db = new OverChannel(channel, opts);
+        await db.start();
+        return db;
+      }
+    }
     const a = await openDb();
     a.create("/data/todos", Task, { text: "t" }, { key: "y" });
     const image0 = await a.export("/data/todos");
@@ -53,8 +62,7 @@ describe("values from other replicas", () => {
     const inner = await inProcessChannel(await nodeEngineFactory(), new MemoryStorage());
     let onImportPosted: (() => void) | null = null;
     const channel = { ...inner, post: (m: Parameters<typeof inner.post>[0]) => (inner.post(m), m.t === "import" && onImportPosted?.()) };
-    const b = new Database(channel, { name: "b", schemas: [Task] });
-    await b.start();
+    const b = await OverChannel.over(channel, { name: "b", schemas: [Task] });
     await b.import("/data/todos", image0);
     const by = b.item<typeof Task.fields>("/data/todos/y")!;
     const prios: unknown[] = [];
@@ -67,6 +75,7 @@ describe("values from other replicas", () => {
     await settle();
     expect(by.get("prio")).toBe(5);
     expect(by.get("text")).toBe("remote edit");
+    await b.flush();
     expect(b.status.pendingWrites).toBe(0);
     await a.close();
     await b.close();

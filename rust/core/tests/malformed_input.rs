@@ -82,6 +82,25 @@ fn fixture_crashers_fail_cleanly() {
     if std::env::var_os("IBEX_REGENERATE_FIXTURES").is_some() {
         generate_fixtures(&dir);
     }
+    // Every fixture must be there: a missing one (say, one a .gitignore
+    // kept out of the repository) is a failure, not a skipped branch.
+    let expected = [
+        "bad_item_key.commit",
+        "delta_base_not_parent.commit",
+        "huge_parent_count.commit",
+        "huge_repo_length.commit",
+        "nan_number.commit",
+        "non_minimal_varint.commit",
+        "trailing_byte.commit",
+        "truncated_signature.commit",
+        "unknown_format_version.commit",
+        "foreign_header.log",
+        "huge_record_length.log",
+        "garbage_payload.log",
+    ];
+    for name in expected {
+        assert!(dir.join(name).is_file(), "fixture {name} is missing from {}", dir.display());
+    }
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -102,7 +121,7 @@ fn fixture_crashers_fail_cleanly() {
         }
         n += 1;
     }
-    assert!(n >= 8, "expected the fixture files, found {n}");
+    assert_eq!(n, expected.len(), "fixtures present but not checked");
 }
 
 /// Regenerates the fixture files from valid encodings; run with

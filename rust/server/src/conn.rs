@@ -34,17 +34,17 @@ pub const IN_FLIGHT: usize = 4;
 /// Counts a connection against the limits: sockets in their HTTP phase
 /// (`ws` false) or WebSockets (`ws` true; an upgraded socket leaves the
 /// HTTP count when its upgrade completes).
-pub fn admit(shared: &Shared, ip: IpAddr, ws: bool) -> Result<(), String> {
+pub fn admit(shared: &Shared, ip: IpAddr, ws: bool) -> Result<(), ServerError> {
     let l = shared.limits();
     let mut c = shared.conns();
     let total: usize = c.per_ip.values().sum::<usize>() + c.ws_per_ip.values().sum::<usize>();
     if total >= l.max_connections {
-        return Err(format!("the server has {total} connections, its limit (--max-connections)"));
+        return Err(ServerError::Unavailable(format!("the server has {total} connections, its limit (--max-connections)")));
     }
     let map = if ws { &mut c.ws_per_ip } else { &mut c.per_ip };
     let n = map.entry(ip).or_insert(0);
     if *n >= l.max_connections_per_ip {
-        return Err(format!("{n} connections from {ip}, the limit per address (--max-connections-per-ip)"));
+        return Err(ServerError::quota(format!("{n} connections from {ip}, the limit per address (--max-connections-per-ip)")));
     }
     *n += 1;
     Ok(())
@@ -425,7 +425,7 @@ impl Conn {
             (true, Frame::LoginInfo { token }) => {
                 match shared.logins().peek(&token) {
                     Ok(email) => self.out.push(Frame::LoginIs { email }.encode()),
-                    Err(m) => self.out.push(Frame::error("", &Error::Login(m)).encode()),
+                    Err(e) => self.out.push(Frame::error("", &e).encode()),
                 };
                 Ok(())
             }
@@ -547,16 +547,17 @@ impl Conn {
             return Err(Error::Quota(format!("too many login links asked from {} recently; wait a few minutes", self.ip)));
         }
         self.logins += 1;
-        let token = shared.logins().issue(&email).map_err(|m| {
-            Metrics::inc(&shared.metrics.quota_refusals);
-            Error::Quota(m)
+        let token = shared.logins().issue(&email).inspect_err(|e| {
+            if e.code() == "ERR_QUOTA" {
+                Metrics::inc(&shared.metrics.quota_refusals);
+            }
         })?;
         let base = shared.config.public_url.clone().unwrap_or_else(|| format!("http://{}", shared.config.addr));
         let link = format!("{}/?ibex-login={token}", base.trim_end_matches('/'));
         let verifier = shared.config.verifier.clone();
         let to = email.clone();
         // Off the sync path: a slow mail server delays this one answer.
-        let sent = tokio::task::spawn_blocking(move || verifier.send(&to, &link)).await.unwrap_or_else(|e| Err(e.to_string()));
+        let sent = tokio::task::spawn_blocking(move || verifier.send(&to, &link)).await.unwrap_or_else(|e| Err(ServerError::Unavailable(e.to_string())));
         match sent {
             Ok(()) => {
                 Metrics::inc(&shared.metrics.logins_sent);
@@ -577,7 +578,7 @@ impl Conn {
         if shared.trust().is_root(&ep.session) {
             return Err(Error::Login("the root session cannot log in".into()));
         }
-        let email = shared.logins().redeem(token).map_err(Error::Login)?;
+        let email = shared.logins().redeem(token)?;
         let (tx, rx) = oneshot::channel();
         let users = RepoPath::parse(USERS).expect("valid path");
         shared.registry.send(&shared, &users, RepoMsg::User { email: email.clone(), reply: tx }).await.map_err(|e| Error::Storage(e.to_string()))?;

@@ -12,9 +12,13 @@ pub enum ServerError {
     /// The connection's queue made no progress for too long.
     #[error("the connection did not read what it was sent for {0} s; reconnect when you can keep up")]
     TooSlow(u64),
-    /// The server is shutting down or a repository could not be reached.
+    /// The server is shutting down, or something it relies on (a
+    /// repository, the mail server) could not be reached.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A flag or setting is wrong (reported at start, never to clients).
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 impl ServerError {
@@ -24,6 +28,7 @@ impl ServerError {
             ServerError::Core(e) => e.code(),
             ServerError::TooSlow(_) => "ERR_TOO_SLOW",
             ServerError::Unavailable(_) => "ERR_UNAVAILABLE",
+            ServerError::Config(_) => "ERR_CONFIG",
         }
     }
 

@@ -76,7 +76,7 @@ async fn sync(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>, req: Requ
     if let Err(why) = conn::admit(&shared, ip, true) {
         Metrics::inc(&shared.metrics.quota_refusals);
         tracing::info!(%ip, "refused a WebSocket: {why}");
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("ERR_QUOTA: {why}")).into_response();
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{}: {why}", why.code())).into_response();
     }
     let max = shared.limits().max_frame;
     // Small socket buffers: an idle connection costs a few KB, not the

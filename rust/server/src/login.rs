@@ -15,17 +15,21 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use ibex_core::Error;
+
+use crate::error::ServerError;
+
 /// Delivers login links to the people who asked for them.
 pub trait LoginVerifier: Send + Sync {
     /// Sends `link` to `email`; an error is reported to the client.
-    fn send(&self, email: &str, link: &str) -> Result<(), String>;
+    fn send(&self, email: &str, link: &str) -> Result<(), ServerError>;
 }
 
 /// The development verifier: prints the link to the server log.
 pub struct PrintLink;
 
 impl LoginVerifier for PrintLink {
-    fn send(&self, email: &str, link: &str) -> Result<(), String> {
+    fn send(&self, email: &str, link: &str) -> Result<(), ServerError> {
         tracing::info!(%email, %link, "login link (development verifier: nothing is e-mailed)");
         // Also on stdout, one line, for scripts and tests to pick up.
         println!("IBEX LOGIN LINK {email} {link}");
@@ -42,24 +46,24 @@ pub struct SmtpLink {
 }
 
 impl SmtpLink {
-    pub fn new(url: &str, from: &str) -> Result<SmtpLink, String> {
-        let transport = lettre::SmtpTransport::from_url(url).map_err(|e| format!("--smtp-url: {e}"))?.timeout(Some(Duration::from_secs(20))).build();
-        let from = from.parse().map_err(|e| format!("--smtp-from `{from}`: {e}"))?;
+    pub fn new(url: &str, from: &str) -> Result<SmtpLink, ServerError> {
+        let transport = lettre::SmtpTransport::from_url(url).map_err(|e| ServerError::Config(format!("--smtp-url: {e}")))?.timeout(Some(Duration::from_secs(20))).build();
+        let from = from.parse().map_err(|e| ServerError::Config(format!("--smtp-from `{from}`: {e}")))?;
         Ok(SmtpLink { transport, from })
     }
 }
 
 impl LoginVerifier for SmtpLink {
-    fn send(&self, email: &str, link: &str) -> Result<(), String> {
+    fn send(&self, email: &str, link: &str) -> Result<(), ServerError> {
         use lettre::Transport;
-        let to = email.parse().map_err(|e| format!("cannot e-mail `{email}`: {e}"))?;
+        let to = email.parse().map_err(|e| ServerError::Core(Error::Login(format!("cannot e-mail `{email}`: {e}"))))?;
         let msg = lettre::Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject("Your sign-in link")
             .body(format!("Open this link to sign in (it works once, for a few minutes):\n\n{link}\n\nIf you did not ask for it, ignore this message.\n"))
-            .map_err(|e| e.to_string())?;
-        self.transport.send(&msg).map(|_| ()).map_err(|e| format!("the mail server refused the link: {e}"))
+            .map_err(|e| ServerError::Core(Error::Login(e.to_string())))?;
+        self.transport.send(&msg).map(|_| ()).map_err(|e| ServerError::Unavailable(format!("the mail server refused the link: {e}")))
     }
 }
 
@@ -85,21 +89,21 @@ impl Logins {
     }
 
     /// A new token for `email` (normalized).
-    pub fn issue(&mut self, email: &str) -> Result<String, String> {
+    pub fn issue(&mut self, email: &str) -> Result<String, Error> {
         let now = Instant::now();
         self.sent.retain(|_, (t, _)| now.duration_since(*t) < self.window);
         let e = self.sent.entry(email.to_owned()).or_insert((now, 0));
         if e.1 >= self.per_address {
-            return Err(format!("{} login links were sent to this address in the last {} minutes; wait before asking again", self.per_address, self.window.as_secs() / 60));
+            return Err(Error::Quota(format!("{} login links were sent to this address in the last {} minutes; wait before asking again", self.per_address, self.window.as_secs() / 60)));
         }
         if self.pending.len() >= self.max_pending {
             self.pending.retain(|_, p| p.expires > now);
             if self.pending.len() >= self.max_pending {
-                return Err("too many login links are waiting; try again later".into());
+                return Err(Error::Quota("too many login links are waiting; try again later".into()));
             }
         }
         let mut raw = [0u8; 32];
-        getrandom::fill(&mut raw).map_err(|e| format!("no secure random source: {e}"))?;
+        getrandom::fill(&mut raw).map_err(|e| Error::Login(format!("no secure random source: {e}")))?;
         let token = hex::encode(raw);
         self.sent.get_mut(email).expect("inserted above").1 += 1;
         self.pending.insert(token.clone(), Pending { email: email.to_owned(), expires: now + self.ttl });
@@ -113,19 +117,19 @@ impl Logins {
 
     /// The address a token is for, without using it up (the app asks the
     /// user "Log in as …?" before redeeming).
-    pub fn peek(&self, token: &str) -> Result<String, String> {
+    pub fn peek(&self, token: &str) -> Result<String, Error> {
         match self.pending.get(token) {
             Some(p) if Instant::now() <= p.expires => Ok(p.email.clone()),
-            Some(_) => Err("this login link has expired; ask for a new one".into()),
-            None => Err("this login link is unknown or was already used".into()),
+            Some(_) => Err(Error::Login("this login link has expired; ask for a new one".into())),
+            None => Err(Error::Login("this login link is unknown or was already used".into())),
         }
     }
 
     /// Uses up `token`: its e-mail, or why not.
-    pub fn redeem(&mut self, token: &str) -> Result<String, String> {
-        let p = self.pending.remove(token).ok_or("this login link is unknown or was already used")?;
+    pub fn redeem(&mut self, token: &str) -> Result<String, Error> {
+        let p = self.pending.remove(token).ok_or_else(|| Error::Login("this login link is unknown or was already used".into()))?;
         if Instant::now() > p.expires {
-            return Err("this login link has expired; ask for a new one".into());
+            return Err(Error::Login("this login link has expired; ask for a new one".into()));
         }
         Ok(p.email)
     }
@@ -142,13 +146,18 @@ mod tests {
         assert_eq!(t.len(), 64);
         assert_eq!(l.peek(&t).unwrap(), "a@b.c");
         assert_ne!(t, l.issue("a@b.c").unwrap());
-        assert!(l.issue("a@b.c").unwrap_err().contains("wait"), "a third link to the same address is refused");
+        assert_eq!(l.issue("a@b.c").unwrap_err().code(), "ERR_QUOTA", "a third link to the same address is refused");
         assert!(l.issue("other@b.c").is_ok(), "other addresses are not affected");
         assert_eq!(l.redeem(&t).unwrap(), "a@b.c");
-        assert!(l.redeem(&t).unwrap_err().contains("already used"));
+        let used = l.redeem(&t).unwrap_err();
+        assert_eq!(used.code(), "ERR_LOGIN");
+        // Same code, different advice: the message says which.
+        assert!(used.to_string().contains("already used"));
         let mut short = Logins::new(Duration::ZERO, 100, 5, Duration::from_secs(600));
         let t = short.issue("a@b.c").unwrap();
         std::thread::sleep(Duration::from_millis(2));
-        assert!(short.redeem(&t).unwrap_err().contains("expired"));
+        let expired = short.redeem(&t).unwrap_err();
+        assert_eq!(expired.code(), "ERR_LOGIN");
+        assert!(expired.to_string().contains("expired"));
     }
 }

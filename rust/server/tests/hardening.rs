@@ -280,7 +280,7 @@ async fn f05_commits_waiting_for_parents_are_bounded_per_connection_and_dropped_
 async fn f06_login_links_are_limited_and_sent_off_the_sync_path() {
     struct Slow(Mutex<u32>);
     impl ibex_server::login::LoginVerifier for Slow {
-        fn send(&self, _: &str, _: &str) -> Result<(), String> {
+        fn send(&self, _: &str, _: &str) -> Result<(), ibex_server::error::ServerError> {
             std::thread::sleep(Duration::from_millis(300));
             *self.0.lock().unwrap() += 1;
             Ok(())
@@ -436,7 +436,7 @@ async fn f11_user_ids_do_not_reveal_addresses() {
     let links = Arc::new(Mutex::new(Vec::<String>::new()));
     struct Keep(Arc<Mutex<Vec<String>>>);
     impl ibex_server::login::LoginVerifier for Keep {
-        fn send(&self, _: &str, link: &str) -> Result<(), String> {
+        fn send(&self, _: &str, link: &str) -> Result<(), ibex_server::error::ServerError> {
             self.0.lock().unwrap().push(link.to_owned());
             Ok(())
         }

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::Message as Ws;
 pub struct Links(Mutex<Vec<(String, String)>>);
 
 impl LoginVerifier for Links {
-    fn send(&self, email: &str, link: &str) -> Result<(), String> {
+    fn send(&self, email: &str, link: &str) -> Result<(), ibex_server::error::ServerError> {
         self.0.lock().unwrap().push((email.to_owned(), link.to_owned()));
         Ok(())
     }

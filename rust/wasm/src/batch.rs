@@ -33,20 +33,41 @@ pub struct Mutation {
     pub changes: Vec<Change>,
 }
 
-pub fn decode_mutations(bytes: &[u8]) -> Result<Vec<Mutation>> {
+/// Decodes a batch write by write: one result per write, so a write that
+/// cannot be read fails alone and the batch is still answered with one
+/// outcome per write. Past an unreadable write the framing is lost, so every
+/// later write fails too; a batch with bytes after its last write (or whose
+/// count cannot be read) fails entirely and nothing of it is applied.
+pub fn decode_mutations(bytes: &[u8]) -> Vec<Result<Mutation>> {
     let mut r = Reader::new(bytes);
-    let n = r.count("mutation count", 5)?;
+    let n = match r.count("mutation count", 5) {
+        Ok(n) => n,
+        Err(e) => return vec![Err(e)],
+    };
     let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let at = r.offset();
-        let repo = RepoPath::parse(r.str("repository path")?).map_err(|e| Error::decode(e.to_string(), at))?;
-        let key = r.str("item key")?.to_owned();
-        path::check_key(&key)?;
-        let schema = SchemaId::new(r.str("schema namespace")?, r.u32("schema version")?);
-        out.push(Mutation { repo, key, schema, changes: change::decode(&mut r)? });
+    for i in 0..n {
+        match decode_mutation(&mut r) {
+            Ok(m) => out.push(Ok(m)),
+            Err(e) => {
+                out.push(Err(e));
+                out.extend((i + 1..n).map(|_| Err(Error::decode(format!("write {i} of this batch could not be read, nor can the ones after it"), r.offset()))));
+                return out;
+            }
+        }
     }
-    r.finish("mutations")?;
-    Ok(out)
+    if let Err(e) = r.finish("mutations") {
+        return (0..n).map(|_| Err(e.clone())).collect();
+    }
+    out
+}
+
+fn decode_mutation(r: &mut Reader) -> Result<Mutation> {
+    let at = r.offset();
+    let repo = RepoPath::parse(r.str("repository path")?).map_err(|e| Error::decode(e.to_string(), at))?;
+    let key = r.str("item key")?.to_owned();
+    path::check_key(&key)?;
+    let schema = SchemaId::new(r.str("schema namespace")?, r.u32("schema version")?);
+    Ok(Mutation { repo, key, schema, changes: change::decode(r)? })
 }
 
 pub fn encode_mutations(ms: &[Mutation]) -> Vec<u8> {
@@ -107,17 +128,43 @@ mod tests {
             Mutation { repo: RepoPath::parse("/user/u1").unwrap(), key: "x".into(), schema: SchemaId::new("n", 1), changes: vec![] },
         ];
         let b = encode_mutations(&ms);
-        assert_eq!(decode_mutations(&b).unwrap(), ms);
+        let decoded: Vec<Mutation> = decode_mutations(&b).into_iter().map(|m| m.unwrap()).collect();
+        assert_eq!(decoded, ms);
+        // A cut batch: the writes before the cut decode, the rest fail, and
+        // there is still one answer per write (or one error when the count
+        // does not fit the bytes left).
         for cut in 0..b.len() {
-            assert!(decode_mutations(&b[..cut]).is_err(), "cut {cut}");
+            let d = decode_mutations(&b[..cut]);
+            assert!(d.iter().any(|m| m.is_err()), "cut {cut}");
+            assert!(d.len() == ms.len() || d.len() == 1, "cut {cut}: {} answers", d.len());
+            for (m, want) in d.iter().zip(&ms) {
+                if let Ok(m) = m {
+                    assert_eq!(m, want);
+                }
+            }
         }
+        // Trailing bytes: nothing of the batch is trusted.
+        let mut long = b.clone();
+        long.push(0);
+        assert!(decode_mutations(&long).iter().all(|m| m.as_ref().is_err_and(|e| e.code() == "ERR_DECODE")));
+    }
+
+    #[test]
+    fn a_write_that_cannot_be_read_fails_alone() {
+        let good = Mutation { repo: RepoPath::parse("/data/a").unwrap(), key: "k".into(), schema: SchemaId::new("t", 1), changes: vec![Change::Deleted(true)] };
+        let mut bad = good.clone();
+        bad.key = "bad/key".into();
+        let d = decode_mutations(&encode_mutations(&[good.clone(), bad]));
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].as_ref().unwrap(), &good);
+        assert_eq!(d[1].as_ref().unwrap_err().code(), "ERR_PATH");
     }
 
     #[test]
     fn bad_paths_are_errors() {
         let mut m = Mutation { repo: RepoPath::parse("/data/todos").unwrap(), key: "ok".into(), schema: SchemaId::new("t", 1), changes: vec![] };
         m.key = "bad/key".into();
-        let e = decode_mutations(&encode_mutations(&[m])).unwrap_err();
-        assert_eq!(e.code(), "ERR_PATH");
+        let d = decode_mutations(&encode_mutations(&[m]));
+        assert_eq!(d[0].as_ref().unwrap_err().code(), "ERR_PATH");
     }
 }

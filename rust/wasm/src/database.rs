@@ -191,17 +191,24 @@ impl Database {
 
     /// Applies a batch of mutations (`batch.rs`) with the writer's clock
     /// `now` (clamped to the server's, see `ConnClient::commit_time`);
-    /// returns one outcome per mutation. A failed mutation changes nothing
-    /// and does not stop the others. New commits are pushed to the server
+    /// returns one outcome per mutation. A failed mutation (one that cannot
+    /// even be read included) changes nothing and does not stop the others. New commits are pushed to the server
     /// when connected (take them with [`Database::sync_frames`]).
     pub fn mutate(&mut self, batch: &[u8], now: i64) -> Result<Vec<u8>> {
-        let mutations = decode_mutations(batch)?;
+        let mutations = decode_mutations(batch);
         let mut outcomes = Vec::with_capacity(mutations.len());
         self.last_mutated.clear();
         let me = self.sync.conn.me();
         let now = self.sync.conn.commit_time(now);
         let mut pushed: BTreeMap<RepoPath, Vec<CommitId>> = BTreeMap::new();
         for m in mutations {
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    outcomes.push(Outcome::Failed(e));
+                    continue;
+                }
+            };
             let session = self.session().clone();
             let allowed = self.sync.trust().rules().check_write(&m.repo, &me);
             let res = allowed.and_then(|_| self.repo_mut(m.repo.as_str())).and_then(|r| r.update(&m.key, &m.schema, &m.changes, &session, now));
@@ -516,6 +523,22 @@ mod tests {
     }
 
     #[test]
+    fn every_batch_gets_one_outcome_per_write_even_unreadable_ones() {
+        let mut rep = Database::new([1; 32], &schemas()).unwrap();
+        rep.open("/data/todos", Box::new(MemStorage::new())).unwrap();
+        // Two writes, the second cut short: the first commits, the second
+        // fails alone, and nothing panics or errors the whole batch.
+        let full = encode_mutations(&[put("a", "text", Value::Str("milk".into())), put("b", "text", Value::Str("eggs".into()))]);
+        let cut = &full[..full.len() - 3];
+        assert_eq!(outcomes(&rep.mutate(cut, 1000).unwrap()), vec![1, 2]);
+        assert_eq!(rep.counts("/data/todos").unwrap().0, 1);
+        // Garbage: one failure (not even the count could be read).
+        assert_eq!(outcomes(&rep.mutate(&[0xff, 0xff, 0xff], 1001).unwrap()), vec![2]);
+        // The engine goes on writing.
+        assert_eq!(outcomes(&rep.mutate(&encode_mutations(&[put("c", "text", Value::Str("tea".into()))]), 1002).unwrap()), vec![1]);
+    }
+
+    #[test]
     fn remote_commits_are_reported_as_changed_local_ones_are_not() {
         let mut a = Database::new([1; 32], &schemas()).unwrap();
         let mut b = Database::new([2; 32], &schemas()).unwrap();
@@ -572,7 +595,7 @@ mod tests {
         let mut rep = Database::new([1; 32], &schemas()).unwrap();
         let out = rep.mutate(&encode_mutations(&[put("a", "text", Value::Str("x".into()))]), 1).unwrap();
         assert_eq!(outcomes(&out), vec![2]);
-        assert!(rep.mutate(&[0xff, 0xff], 1).is_err());
+        assert_eq!(outcomes(&rep.mutate(&[0xff, 0xff], 1).unwrap()), vec![2]);
         assert!(Database::new([1; 32], &[5, 1, 2]).is_err());
     }
 

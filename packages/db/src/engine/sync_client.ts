@@ -10,8 +10,9 @@
 // starts a fresh round for every repository and waits for it, so it never
 // resolves against a frozen or partitioned server.
 
-import { Reader } from "./codec.js";
-import type { EngineEvent, WasmEngine } from "./engine_server.js";
+import { Reader } from "../wire/codec.js";
+import { IbexError } from "../wire/errors.js";
+import type { EngineEvent, WasmEngine } from "./wasm_engine.js";
 
 const MIN_BACKOFF = 500;
 const MAX_BACKOFF = 15_000;
@@ -91,6 +92,9 @@ export class SyncClient {
   }
 
   /** The network went down or came back (as the page or worker sees it). */
+  /** An unreachable server was reported (until a connection opens again). */
+  private unreachableReported = false;
+
   setNetwork(up: boolean): void {
     this.networkUp = up;
     if (!up) this.drop();
@@ -105,7 +109,7 @@ export class SyncClient {
     if (this.timer) clearInterval(this.timer);
     if (this.retry) clearTimeout(this.retry);
     this.drop();
-    for (const w of this.waiters.splice(0)) w.reject(Object.assign(new Error("the database was closed"), { code: "ERR_CLOSED" }));
+    for (const w of this.waiters.splice(0)) w.reject(new IbexError("ERR_CLOSED", "the database was closed"));
   }
 
   private connect(): void {
@@ -123,6 +127,7 @@ export class SyncClient {
     ws.onopen = () => {
       if (this.ws !== ws) return;
       this.open = true;
+      this.unreachableReported = false;
       this.backoff = MIN_BACKOFF;
       this.engine().syncConnected(Date.now());
       this.report();
@@ -155,6 +160,11 @@ export class SyncClient {
     ws.onerror = () => {};
     ws.onclose = () => {
       if (this.ws !== ws) return;
+      if (!this.open && !this.unreachableReported) {
+        // Said once per outage, not on every retry: the status says the rest.
+        this.unreachableReported = true;
+        this.events.engine([{ t: "error", repo: "", code: "ERR_OFFLINE", message: `cannot connect to ${this.url}; retrying with back-off` }]);
+      }
       this.ws = null;
       this.open = false;
       this.welcomed = false;
@@ -280,7 +290,7 @@ export class SyncClient {
             : engine.unacked
               ? `${engine.unacked} local commit(s) not acknowledged by the server yet`
               : "the server has not answered";
-        reject(Object.assign(new Error(`not synced with ${this.url} within ${timeoutMs} ms: ${why}`), { code: "ERR_SYNC_TIMEOUT" }));
+        reject(new IbexError("ERR_SYNC_TIMEOUT", `not synced with ${this.url} within ${timeoutMs} ms: ${why}`));
       }, timeoutMs);
       this.waiters.push(waiter);
       this.engine().syncNow();

@@ -1,121 +1,22 @@
 // The engine side of the protocol, independent of where it runs: a
 // dedicated worker in browsers, the same thread in Node. It owns the WASM
-// `Engine`, opens storage for each repository, and answers messages.
+// `Engine`, opens storage for each repository, and answers the messages of
+// every tab (wire/protocol.ts).
 
-import type { FromEngine, LoadReport, Recipient, ToEngine, User } from "./protocol.js";
-import { type SocketFactory, SyncClient } from "./sync_client.js";
+import { IbexError, toIbexError } from "../wire/errors.js";
+import type { FromEngine, LoadReport, Recipient, ToEngine } from "../wire/protocol.js";
+import type { StorageProvider } from "./storage.js";
+import { type SocketFactory, type SocketLike, SyncClient } from "./sync_client.js";
+import type { EngineEvent, EngineFactory, WasmEngine } from "./wasm_engine.js";
 
 /** The repository of session certificates (rust/core/src/trust.rs). */
 const SESSIONS = "/sys/sessions";
-
-/** The parts of the wasm-bindgen `Engine` the server uses. */
-export interface WasmEngine {
-  readonly sessionId: string;
-  openBackend(repo: string, backend: LogBackend): LoadReport;
-  openMemory(repo: string): LoadReport;
-  openOpfs?(repo: string, handle: FileSystemSyncAccessHandle): LoadReport;
-  heads(repo: string): Uint8Array;
-  mutate(batch: Uint8Array, now: number): Uint8Array;
-  mutatedHeads(): Uint8Array;
-  changed(): Uint8Array;
-  flush(): void;
-  history(repo: string, key: string): unknown[];
-  export(repo: string): Uint8Array;
-  syncConnected(now: number): void;
-  syncDisconnected(): void;
-  syncReceive(frame: Uint8Array, now: number): void;
-  syncTick(now: number): void;
-  syncFrames(): Uint8Array;
-  syncNow(): void;
-  syncDone(): void;
-  syncComplete(now: number): boolean;
-  synced(now: number): boolean;
-  readonly unacked: number;
-  refused(): unknown[];
-  denied(): unknown[];
-  import(repo: string, image: Uint8Array): { added: number; rejected: number };
-  close(repo: string): void;
-  setSession(seed: Uint8Array): void;
-  trustRoot(root: string): void;
-  takeEvents(): EngineEvent[];
-  readonly user: User | null;
-  canWrite(repo: string): boolean;
-  readonly rejectedCount: number;
-  readonly memoryBytes: number;
-  login(email: string): void;
-  redeem(token: string): void;
-  loginInfo(token: string): void;
-  logout(): void;
-}
-
-/** A connection event reported by the engine (rust/wasm/src/replica.rs). */
-export type EngineEvent =
-  | { t: "root"; root: string }
-  | { t: "welcome"; user: string; email: string; expires: number }
-  | { t: "error"; repo: string; code: string; message: string }
-  | { t: "rejected"; repo: string; code: string; message: string }
-  | { t: "loginSent"; email: string }
-  | { t: "loginIs"; email: string };
-
-/** Synchronous file-like storage (rust/wasm/src/js_storage.rs). */
-export interface LogBackend {
-  size(): number;
-  read(offset: number, length: number): Uint8Array;
-  append(bytes: Uint8Array): void;
-  flush(): void;
-  truncate(length: number): void;
-}
-
-/** Where an engine keeps its repositories and its session seed. */
-export interface StorageProvider {
-  /** `"opfs"`, `"indexeddb"`, `"files"` or `"memory"`, for `db.status`. */
-  readonly kind: string;
-  /** The session's private seed, created (with `fresh`) and kept on first use. */
-  sessionSeed(fresh: () => Uint8Array): Promise<Uint8Array>;
-  /** Small named values kept with the database (`session.seed`, `root`). */
-  readMeta(name: string): Promise<Uint8Array | null>;
-  writeMeta(name: string, value: Uint8Array): Promise<void>;
-  /** Opens repository `repo` in `engine`, returning its load report. */
-  open(engine: WasmEngine, repo: string): Promise<LoadReport>;
-  /** Resolves once everything flushed so far is durable. */
-  durable?(): Promise<void>;
-  close?(): void;
-}
-
-export interface EngineFactory {
-  create(seed: Uint8Array, schemas: Uint8Array): WasmEngine;
-  newSessionSeed(): Uint8Array;
-  /** The engine build's version, reported by the WASM module itself. */
-  version(): string;
-}
-
-/** Nothing persists; a new session each time. */
-export class MemoryStorage implements StorageProvider {
-  readonly kind = "memory";
-  private meta = new Map<string, Uint8Array>();
-
-  async readMeta(name: string): Promise<Uint8Array | null> {
-    return this.meta.get(name) ?? null;
-  }
-
-  async writeMeta(name: string, value: Uint8Array): Promise<void> {
-    this.meta.set(name, value);
-  }
-
-  async sessionSeed(fresh: () => Uint8Array): Promise<Uint8Array> {
-    return fresh();
-  }
-
-  async open(engine: WasmEngine, repo: string): Promise<LoadReport> {
-    return engine.openMemory(repo);
-  }
-}
 
 /** Writes become durable on their own this long after the last batch, so
  * an app that never calls `flush()` loses at most this window. */
 export const AUTO_FLUSH_MS = 100;
 
-export class EngineServer {
+export class EngineHost {
   private engine: WasmEngine | null = null;
   private autoFlush: ReturnType<typeof setTimeout> | null = null;
   private sync: SyncClient | null = null;
@@ -135,7 +36,7 @@ export class EngineServer {
     /** ws(s):// URL of the server's sync endpoint, if any. */
     private readonly syncUrl?: string,
     /** Opens a WebSocket (the runtime's, or the `ws` package in Node). */
-    private readonly socket: SocketFactory = (url) => new WebSocket(url) as unknown as import("./sync_client.js").SocketLike,
+    private readonly socket: SocketFactory = (url) => new WebSocket(url) as unknown as SocketLike,
   ) {}
 
   /** The tab whose message is being handled. */
@@ -161,8 +62,7 @@ export class EngineServer {
   }
 
   private fail(id: number | undefined, e: unknown, to: Recipient = this.from): void {
-    const code = (e as { code?: string })?.code ?? "ERR_WORKER";
-    const message = e instanceof Error ? e.message : String(e);
+    const { code, message } = toIbexError(e);
     this.deliver({ t: "error", ...(id !== undefined ? { id } : {}), code, message }, to);
   }
 
@@ -185,7 +85,7 @@ export class EngineServer {
   }
 
   private requireSync(): SyncClient {
-    if (!this.sync) throw Object.assign(new Error("no server configured: pass `server` to IbexDB.open"), { code: "ERR_WORKER" });
+    if (!this.sync) throw new IbexError("ERR_CONFIG", "no server configured: pass `server` to IbexDB.open");
     return this.sync;
   }
 
@@ -194,7 +94,7 @@ export class EngineServer {
     return new Promise((resolve, reject) => {
       const check = () => {
         if (sync.welcomed) resolve();
-        else if (Date.now() - t0 > timeoutMs) reject(Object.assign(new Error("the server did not accept the new session in time"), { code: "ERR_SYNC_TIMEOUT" }));
+        else if (Date.now() - t0 > timeoutMs) reject(new IbexError("ERR_SYNC_TIMEOUT", "the server did not accept the new session in time"));
         else setTimeout(check, 50);
       };
       check();
@@ -246,7 +146,7 @@ export class EngineServer {
           break;
         case "error":
         case "rejected": {
-          const err = Object.assign(new Error(ev.repo ? `${ev.repo}: ${ev.message}` : ev.message), { code: ev.code });
+          const err = toIbexError({ code: ev.code, message: ev.repo ? `${ev.repo}: ${ev.message}` : ev.message });
           if (this.pendingLogin && ev.repo === "") {
             this.pendingLogin.reject(err);
             this.pendingLogin = null;
@@ -310,7 +210,7 @@ export class EngineServer {
       return;
     }
     const engine = this.engine;
-    if (!engine) throw Object.assign(new Error("the engine is not initialized"), { code: "ERR_WORKER" });
+    if (!engine) throw new IbexError("ERR_INTERNAL", `\`${msg.t}\` reached the engine before \`init\``);
     switch (msg.t) {
       case "open":
         try {
@@ -330,7 +230,17 @@ export class EngineServer {
         }
         break;
       case "mutate": {
-        const bytes = engine.mutate(msg.batch, Date.now());
+        let bytes: Uint8Array;
+        try {
+          // One outcome per write, whatever the batch holds (a write the
+          // engine cannot read fails alone; see batch.rs).
+          bytes = engine.mutate(msg.batch, Date.now());
+        } catch (e) {
+          // Nothing of the batch was applied: every write in it failed.
+          const { code, message } = toIbexError(e);
+          this.send({ t: "batchFailed", seq: msg.seq, code, message });
+          break;
+        }
         this.lastSeq.set(this.from, msg.seq);
         this.send({ t: "outcomes", seq: msg.seq, bytes });
         if (this.from !== "self" || this.hasFollowers()) {
@@ -347,8 +257,7 @@ export class EngineServer {
         break;
       case "sync":
         try {
-          if (!this.sync) throw Object.assign(new Error("no server configured: pass `server` to IbexDB.open"), { code: "ERR_WORKER" });
-          await this.sync.whenSynced(msg.timeoutMs);
+          await this.requireSync().whenSynced(msg.timeoutMs);
           this.send({ t: "done", id: msg.id });
         } catch (e) {
           this.fail(msg.id, e);
@@ -366,7 +275,7 @@ export class EngineServer {
             await this.rotateSession(engine);
             await this.whenWelcomed(sync);
           }
-          if (this.pendingLogin) this.pendingLogin.reject(Object.assign(new Error("superseded by a newer login request"), { code: "ERR_LOGIN" }));
+          if (this.pendingLogin) this.pendingLogin.reject(new IbexError("ERR_LOGIN", "superseded by a newer login request"));
           const answer = new Promise((resolve, reject) => (this.pendingLogin = { kind: msg.t, resolve, reject }));
           if (msg.t === "login") engine.login(msg.email);
           else if (msg.t === "redeem") engine.redeem(msg.token);

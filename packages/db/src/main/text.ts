@@ -5,7 +5,7 @@
 // text when it does — an editor replaying keystrokes on a long ASCII text
 // pays O(1) per splice for the positions.
 
-import type { Splice } from "./codec.js";
+import type { Splice } from "../wire/codec.js";
 
 const SURROGATE = /[\uD800-\uDFFF]/;
 

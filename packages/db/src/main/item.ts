@@ -2,9 +2,11 @@
 // written synchronously. Writes are validated, applied at once, and queued
 // for the engine; until the engine acknowledges them they are re-applied on
 // top of any value arriving from it (local intent wins until the merge).
+// While writes are outstanding the item also keeps the engine's state
+// (`base`), so a write the engine refuses is undone exactly.
 
-import type { Change, Scalar, Value } from "./codec.js";
-import type { Database } from "./db.js";
+import type { Change, Scalar, Value } from "../wire/codec.js";
+import type { ItemHost } from "./internal.js";
 import {
   type FieldValue,
   type Fields,
@@ -26,6 +28,12 @@ interface PendingWrite {
   changes: Change[];
 }
 
+/** Field values and the soft-delete flag. */
+interface State {
+  data: Map<string, unknown>;
+  deleted: boolean;
+}
+
 export class Item<F extends Fields = Fields> {
   readonly path: string;
   /** Increases on every change of value; a cheap snapshot for UI bindings. */
@@ -39,12 +47,17 @@ export class Item<F extends Fields = Fields> {
   private pendingStart = 0;
   private listeners = new Set<() => void>();
   private plain = new Map<string, { text: string; plain: boolean }>();
-  /** @internal set while changes wait for the next batch. */
-  queued: Change[] | null = null;
+  /** Changes waiting for the next batch. */
+  private queued: Change[] | null = null;
+  /** The engine's state of this item while local writes are outstanding
+   * (null when none are: the view is the engine's state then). */
+  private base: (State & { exists: boolean }) | null = null;
+  /** The engine has this item (it sent a head, or acknowledged a write). */
+  private exists = false;
 
   /** @internal */
   constructor(
-    private readonly db: Database,
+    private readonly db: ItemHost,
     readonly repo: string,
     readonly key: string,
     private schemaRef: Schema<F>,
@@ -168,59 +181,82 @@ export class Item<F extends Fields = Fields> {
     return [{ op: "put", field, value: toWire(type, value) }];
   }
 
-  private commitChanges(changes: Change[]): void {
-    if (changes.length === 0) return;
-    this.db.assertOpen();
-    this.db.assertWritable(this.repo);
-    for (const c of changes) this.applyChange(c);
+  private commitChanges(changes: Change[], evenIfEmpty = false): void {
+    if (changes.length === 0 && !evenIfEmpty) return;
+    this.db.checkWritable(this.repo);
+    // First outstanding write: remember what the engine has.
+    this.base ??= { data: new Map(this.data), deleted: this.deletedFlag, exists: this.exists };
+    const view = { data: this.data, deleted: this.deletedFlag };
+    for (const c of changes) this.applyChange(view, c);
+    this.deletedFlag = view.deleted;
     this.db.enqueue(this, changes);
     this.changed();
   }
 
-  private applyChange(c: Change): void {
+  /** Applies one change to `s` in place (collections are replaced, never
+   * mutated: a snapshot shares them). */
+  private applyChange(s: State, c: Change): void {
     switch (c.op) {
       case "put":
-        this.data.set(c.field, fromWire(c.value));
+        s.data.set(c.field, fromWire(c.value));
         break;
       case "remove":
-        this.data.delete(c.field);
+        s.data.delete(c.field);
         break;
       case "setAdd":
       case "setRemove": {
-        const s = new Set(this.data.get(c.field) as Set<Scalar> | undefined);
-        for (const e of c.elems) c.op === "setAdd" ? s.add(e) : s.delete(e);
-        s.size ? this.data.set(c.field, s) : this.data.delete(c.field);
+        const set = new Set(s.data.get(c.field) as Set<Scalar> | undefined);
+        for (const e of c.elems) c.op === "setAdd" ? set.add(e) : set.delete(e);
+        set.size ? s.data.set(c.field, set) : s.data.delete(c.field);
         break;
       }
       case "mapPut":
       case "mapRemove": {
-        const m = new Map(this.data.get(c.field) as Map<string, Scalar> | undefined);
+        const m = new Map(s.data.get(c.field) as Map<string, Scalar> | undefined);
         c.op === "mapPut" ? m.set(c.key, c.value) : m.delete(c.key);
-        m.size ? this.data.set(c.field, m) : this.data.delete(c.field);
+        m.size ? s.data.set(c.field, m) : s.data.delete(c.field);
         break;
       }
       case "text": {
-        const cur = (this.data.get(c.field) as string | undefined) ?? "";
+        const cur = (s.data.get(c.field) as string | undefined) ?? "";
         const plain = this.plainText(c.field, cur);
         const next = applySplices(cur, c.splices, plain);
-        this.plain.set(c.field, { text: next, plain: plain && c.splices.every((s) => !hasSurrogates(s.insert)) });
-        if (next !== "" || this.data.has(c.field)) this.data.set(c.field, next);
+        this.plain.set(c.field, { text: next, plain: plain && c.splices.every((x) => !hasSurrogates(x.insert)) });
+        if (next !== "" || s.data.has(c.field)) s.data.set(c.field, next);
         break;
       }
       case "deleted":
-        this.deletedFlag = c.deleted;
+        s.deleted = c.deleted;
         break;
     }
   }
 
-  /** @internal the changes of this batch got sequence number `seq`. */
-  sent(seq: number, changes: Change[]): void {
-    this.pending.push({ seq, changes });
+  /** @internal queues changes for the next batch. */
+  queue(changes: Change[]): void {
+    (this.queued ??= []).push(...changes);
   }
 
-  /** @internal the engine processed every batch up to `seq`. */
-  acknowledged(seq: number): void {
-    while (this.pendingStart < this.pending.length && this.pending[this.pendingStart]!.seq <= seq) this.pendingStart++;
+  /** @internal the queued changes go out in batch `seq`. */
+  send(seq: number): Change[] {
+    const changes = this.queued ?? [];
+    this.queued = null;
+    this.pending.push({ seq, changes });
+    return changes;
+  }
+
+  /** Outstanding writes, oldest first. */
+  private *outstanding(): Generator<Change[]> {
+    for (let i = this.pendingStart; i < this.pending.length; i++) yield this.pending[i]!.changes;
+    if (this.queued) yield this.queued;
+  }
+
+  /** Removes batch `seq` (and older) from the outstanding writes, giving
+   * its changes to `apply` (the engine holds them now). */
+  private settle(seq: number, apply: ((changes: Change[]) => void) | null): void {
+    while (this.pendingStart < this.pending.length && this.pending[this.pendingStart]!.seq <= seq) {
+      apply?.(this.pending[this.pendingStart]!.changes);
+      this.pendingStart++;
+    }
     if (this.pendingStart === this.pending.length) {
       this.pending = [];
       this.pendingStart = 0;
@@ -228,17 +264,77 @@ export class Item<F extends Fields = Fields> {
       this.pending = this.pending.slice(this.pendingStart);
       this.pendingStart = 0;
     }
+    if (this.pending.length === 0 && !this.queued) this.base = null;
   }
+
+  /** @internal the engine stored this item's writes up to batch `seq`. */
+  acknowledged(seq: number): void {
+    const base = this.base;
+    this.exists = true;
+    this.settle(
+      seq,
+      base
+        ? (changes) => {
+            for (const c of changes) this.applyChange(base, c);
+            base.exists = true;
+          }
+        : null,
+    );
+  }
+
+  /** @internal the engine refused this item's write of batch `seq`: the
+   * view goes back to the engine's state plus the other outstanding writes. */
+  rejected(seq: number): void {
+    const base = this.base;
+    // Only the refused batch: earlier ones were settled in order.
+    const i = this.pending.findIndex((p, j) => j >= this.pendingStart && p.seq === seq);
+    if (i >= 0) this.pending.splice(i, 1);
+    if (this.pending.length === this.pendingStart && !this.queued) this.base = null;
+    if (base) this.rebuild(base);
+  }
+
+  /** @internal the queued changes cannot be sent (their repository failed to load). */
+  rejectQueued(): void {
+    const base = this.base;
+    this.queued = null;
+    if (this.pending.length === this.pendingStart) this.base = null;
+    if (base) this.rebuild(base);
+  }
+
+  /** The view = `base` + every outstanding write; tells listeners if it
+   * changed, and the database if the item is gone (it never reached the
+   * engine and nothing is outstanding). */
+  private rebuild(base: State & { exists: boolean }): void {
+    const before = this.signature();
+    const view: State = { data: new Map(base.data), deleted: base.deleted };
+    for (const changes of this.outstanding()) for (const c of changes) this.applyChange(view, c);
+    this.data = view.data;
+    this.deletedFlag = view.deleted;
+    if (!base.exists && !this.base) {
+      this.gone = true;
+      this.db.itemGone(this);
+    }
+    if (this.signature() !== before || this.gone) this.changed();
+  }
+
+  /** @internal never stored by the engine and no longer in the database
+   * (its creation failed). */
+  gone = false;
 
   /** @internal a value from the engine (loaded, merged or remote). */
   applyHead(schema: Schema<F>, deleted: boolean, fields: Map<string, Value>, notify: boolean): void {
     this.schemaRef = schema;
+    this.exists = true;
+    this.gone = false;
     const before = notify ? this.signature() : "";
-    this.data = new Map();
-    for (const [k, v] of fields) this.data.set(k, fromWire(v));
-    this.deletedFlag = deleted;
-    for (let i = this.pendingStart; i < this.pending.length; i++) for (const c of this.pending[i]!.changes) this.applyChange(c);
-    if (this.queued) for (const c of this.queued) this.applyChange(c);
+    const engine: State = { data: new Map(), deleted };
+    for (const [k, v] of fields) engine.data.set(k, fromWire(v));
+    if (this.base) {
+      this.base = { data: new Map(engine.data), deleted, exists: true };
+      for (const changes of this.outstanding()) for (const c of changes) this.applyChange(engine, c);
+    }
+    this.data = engine.data;
+    this.deletedFlag = engine.deleted;
     if (!notify) {
       this.revision++;
     } else if (this.signature() !== before) {
@@ -258,23 +354,14 @@ export class Item<F extends Fields = Fields> {
     for (const l of [...this.listeners]) l();
   }
 
-  /** @internal values for a new item (defaults filled in). */
-  initialize(values: Record<string, unknown>): Change[] {
+  /** @internal values for a new item (defaults filled in), committed. */
+  initialize(values: Record<string, unknown>): void {
     const changes: Change[] = [];
     for (const [field, def] of Object.entries(this.schemaRef.fields)) {
       const v = field in values ? values[field] : def.default;
       if (v !== undefined && !isEmptyCollection(v)) changes.push({ op: "put", field, value: toWire(def.type, v) });
     }
-    for (const c of changes) this.applyChange(c);
-    return changes;
-  }
-
-  /** @internal */
-  static checkNew(schema: Schema, values: Record<string, unknown>): void {
-    for (const [k, v] of Object.entries(values)) validateField(schema, k, v);
-    for (const [k, def] of Object.entries(schema.fields)) {
-      const v = k in values ? values[k] : def.default;
-      if (def.required && (v === undefined || isEmptyCollection(v))) throw validationError(schema, k, "required field is missing");
-    }
+    // An item with no values still exists once created: send the write.
+    this.commitChanges(changes, true);
   }
 }

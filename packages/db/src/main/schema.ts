@@ -2,8 +2,8 @@
 // Validation mirrors the engine's (rust/core/src/schema.rs) so an invalid
 // write throws synchronously, before anything changes.
 
-import { type Scalar, type Value, type WireSchema, type WireStep, compareScalar, compareUtf8 } from "./codec.js";
-import { IbexError } from "./errors.js";
+import { type Scalar, type Value, type WireSchema, type WireStep, compareScalar, compareUtf8 } from "../wire/codec.js";
+import { IbexError } from "../wire/errors.js";
 
 export type { Scalar };
 

@@ -2,7 +2,7 @@
 // changed item; sorted results are kept by binary insertion; subscribers
 // hear once per batch; `results` is a new array only when it changed.
 
-import type { Database } from "./db.js";
+import type { QueryHost } from "./internal.js";
 import type { Item } from "./item.js";
 import type { Fields, Schema } from "./schema.js";
 
@@ -49,7 +49,7 @@ export class Query<F extends Fields = Fields> {
 
   /** @internal */
   constructor(
-    private readonly db: Database,
+    private readonly db: QueryHost,
     readonly options: QueryOptions<F>,
   ) {
     const { sortBy, descending } = options;
@@ -115,6 +115,7 @@ export class Query<F extends Fields = Fields> {
 
   private accepts(item: Item<F>): boolean {
     const { source, schema, where, includeDeleted } = this.options;
+    if (item.gone) return false;
     if (typeof source !== "string" && !source.member.has(item)) return false;
     if (!includeDeleted && item.isDeleted) return false;
     if (schema && item.schema.ns !== schema.ns) return false;

@@ -1,22 +1,16 @@
 // The dedicated module worker that runs the WASM engine in browsers. The
-// SDK starts it (browser.ts) and sends a `boot` message first.
+// leader tab starts it (main/tabs.ts) and sends a `boot` message first.
 
-import init, { Engine, version } from "../wasm/ibex_wasm.js";
+import init, { Engine, version } from "../../wasm/ibex_wasm.js";
 
 import { IdbProvider, OpfsProvider, opfsAvailable } from "./browser_storage.js";
-import { EngineServer, MemoryStorage, type StorageProvider, type WasmEngine } from "./engine_server.js";
-import type { FromEngine, Recipient, ToEngine } from "./protocol.js";
-
-export interface BootMessage {
-  t: "boot";
-  name: string;
-  storage: "opfs" | "indexeddb" | "memory";
-  /** ws(s):// URL of the server's sync endpoint. */
-  server?: string;
-}
+import type { BootMessage, Envelope, FromEngine, Recipient, ToEngine } from "../wire/protocol.js";
+import { EngineHost } from "./host.js";
+import { MemoryStorage, type StorageProvider } from "./storage.js";
+import type { WasmEngine } from "./wasm_engine.js";
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
-let server: EngineServer | null = null;
+let host: EngineHost | null = null;
 const early: ToEngine[] = [];
 
 function transferables(m: FromEngine): Transferable[] {
@@ -48,32 +42,36 @@ scope.onmessage = async (e: MessageEvent<ToEngine | BootMessage>) => {
       const deliver = (m: FromEngine, to: Recipient) => {
         if (typeof to === "string") {
           if (to === "self") scope.postMessage(m, transferables(m));
-          else bc.postMessage({ to, msg: m });
+          else bc.postMessage({ to, msg: m } satisfies Envelope);
           return;
         }
         // Clone to followers first: posting to our tab transfers the buffers.
-        bc.postMessage({ to: "*", except: to.except, msg: m });
+        bc.postMessage({ to: "*", ...(to.except ? { except: to.except } : {}), msg: m } satisfies Envelope);
         if (to.except !== "self") scope.postMessage(m, transferables(m));
       };
-      server = new EngineServer(factory, provider(msg), deliver, msg.server);
-      const s = server;
+      host = new EngineHost(factory, provider(msg), deliver, msg.server);
+      const s = host;
       // Set once another tab has shown up (followers never say goodbye).
       let followers = false;
       s.hasFollowers = () => followers;
-      bc.onmessage = (e: MessageEvent<{ to?: string; from?: string; msg?: ToEngine; hello?: string }>) => {
+      bc.onmessage = (e: MessageEvent<Envelope>) => {
         const d = e.data;
-        if (d.hello || d.from) followers = true;
-        if (d.hello) bc.postMessage({ to: d.hello, msg: { t: "leader", leader: false } satisfies FromEngine });
-        else if (d.to === "leader" && d.from && d.msg) s.handle(d.msg, d.from);
+        if ("hello" in d) {
+          followers = true;
+          bc.postMessage({ to: d.hello, msg: { t: "leader", leader: false } } satisfies Envelope);
+        } else if ("from" in d && d.to === "leader") {
+          followers = true;
+          s.handle(d.msg, d.from);
+        }
       };
       // A new leader: followers that talked to the previous one re-send.
-      bc.postMessage({ to: "*", msg: { t: "leader", leader: false } satisfies FromEngine });
-      for (const m of early.splice(0)) server.handle(m);
+      bc.postMessage({ to: "*", msg: { t: "leader", leader: false } } satisfies Envelope);
+      for (const m of early.splice(0)) host.handle(m);
     } catch (err) {
       scope.postMessage({ t: "error", code: "ERR_WORKER", message: `The engine failed to start: ${err instanceof Error ? err.message : String(err)}` });
     }
     return;
   }
-  if (server) server.handle(msg);
+  if (host) host.handle(msg);
   else early.push(msg);
 };

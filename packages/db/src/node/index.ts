@@ -6,11 +6,14 @@ import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, 
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { type EngineFactory, EngineServer, type LogBackend, MemoryStorage, type StorageProvider, type WasmEngine } from "./engine_server.js";
-import type { SocketFactory, SocketLike } from "./sync_client.js";
+import { EngineHost } from "../engine/host.js";
+import { MemoryStorage, type StorageProvider } from "../engine/storage.js";
+import type { SocketFactory, SocketLike } from "../engine/sync_client.js";
+import type { EngineFactory, LogBackend, WasmEngine } from "../engine/wasm_engine.js";
 
 export { MemoryStorage };
-import type { EngineChannel, FromEngine, ToEngine } from "./protocol.js";
+import { IbexError } from "../wire/errors.js";
+import type { EngineChannel, FromEngine, ToEngine } from "../wire/protocol.js";
 
 /** A log file, accessed synchronously; `flush` is fsync. */
 export class NodeFileBackend implements LogBackend {
@@ -107,13 +110,13 @@ let factory: EngineFactory | null = null;
 export async function nodeEngineFactory(): Promise<EngineFactory> {
   if (factory) return factory;
   const here = dirname(fileURLToPath(import.meta.url));
-  const glue = join(here, "..", "wasm", "ibex_wasm.js");
+  const glue = join(here, "..", "..", "wasm", "ibex_wasm.js");
   const mod = (await import(glue)) as {
     initSync(opts: { module: Uint8Array }): unknown;
     Engine: { new (seed: Uint8Array, schemas: Uint8Array): WasmEngine; newSessionSeed(): Uint8Array };
     version(): string;
   };
-  mod.initSync({ module: new Uint8Array(readFileSync(join(here, "..", "wasm", "ibex_wasm_bg.wasm"))) });
+  mod.initSync({ module: new Uint8Array(readFileSync(join(here, "..", "..", "wasm", "ibex_wasm_bg.wasm"))) });
   factory = {
     create: (seed, schemas) => new mod.Engine(seed, schemas),
     newSessionSeed: () => mod.Engine.newSessionSeed(),
@@ -130,11 +133,11 @@ export function nodeSyncUrl(server: string): string {
   try {
     url = new URL(server);
   } catch {
-    throw Object.assign(new Error(`server \`${server}\` is not an absolute URL: in Node pass e.g. "http://127.0.0.1:8080"`), { code: "ERR_CONFIG" });
+    throw new IbexError("ERR_CONFIG", `server \`${server}\` is not an absolute URL: in Node pass e.g. "http://127.0.0.1:8080"`);
   }
   if (url.protocol === "http:") url.protocol = "ws:";
   else if (url.protocol === "https:") url.protocol = "wss:";
-  else if (url.protocol !== "ws:" && url.protocol !== "wss:") throw Object.assign(new Error(`server \`${server}\`: use http(s):// or ws(s)://`), { code: "ERR_CONFIG" });
+  else if (url.protocol !== "ws:" && url.protocol !== "wss:") throw new IbexError("ERR_CONFIG", `server \`${server}\`: use http(s):// or ws(s)://`);
   if (!url.pathname.endsWith("/sync")) url.pathname = `${url.pathname.replace(/\/$/, "")}/sync`;
   return url.toString();
 }
@@ -155,7 +158,7 @@ export async function inProcessChannel(f: EngineFactory, storage: StorageProvide
   // One tab only ("self"): every recipient is this thread, except for
   // messages meant for the other tabs (heads of this tab's own writes,
   // which re-applied here would redo every write still in flight).
-  const server_ = new EngineServer(
+  const server_ = new EngineHost(
     f,
     storage,
     (msg, to) => {

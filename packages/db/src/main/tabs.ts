@@ -7,16 +7,7 @@
 // old engine had not made durable (re-applying a batch is a no-op).
 // Followers never touch OPFS, so no tab meets NoModificationAllowedError.
 
-import type { EngineChannel, FromEngine, ToEngine } from "./protocol.js";
-import type { BootMessage } from "./worker.js";
-
-interface Envelope {
-  to?: string;
-  except?: string;
-  from?: string;
-  msg?: FromEngine | ToEngine;
-  hello?: string;
-}
+import type { BootMessage, EngineChannel, Envelope, FromEngine, ToEngine } from "../wire/protocol.js";
 
 function transferables(m: ToEngine): Transferable[] {
   return m.t === "mutate" ? [m.batch.buffer as ArrayBuffer] : [];
@@ -41,8 +32,8 @@ export function workerChannel(name: string, storage: BootMessage["storage"], ser
 
   bc.onmessage = (e: MessageEvent<Envelope>) => {
     const d = e.data;
-    if (worker || !d.msg || (d.to !== tab && !(d.to === "*" && d.except !== tab))) return;
-    const msg = d.msg as FromEngine;
+    if (worker || "hello" in d || "from" in d || (d.to !== tab && !(d.to === "*" && d.except !== tab))) return;
+    const msg = d.msg;
     if (msg.t === "leader") {
       // A leader answered our hello, or a new leader took over.
       following = true;
@@ -54,7 +45,7 @@ export function workerChannel(name: string, storage: BootMessage["storage"], ser
   };
 
   const lead = () => {
-    const w = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: `ibex:${name}` });
+    const w = new Worker(new URL("../engine/worker.js", import.meta.url), { type: "module", name: `ibex:${name}` });
     worker = w;
     w.onmessage = (e: MessageEvent<FromEngine>) => handler(e.data);
     w.onerror = (e) => handler({ t: "error", code: "ERR_WORKER", message: `Engine worker error: ${e.message}` });

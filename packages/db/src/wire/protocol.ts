@@ -1,6 +1,7 @@
 // Messages between the SDK (main thread) and the engine (a worker in the
-// browser, in-process in Node). Payloads that scale with data are bytes
-// (see codec.ts); everything else is small structured-clone objects.
+// browser, in-process in Node), and between tabs sharing one engine.
+// Payloads that scale with data are bytes (see codec.ts); everything else
+// is small structured-clone objects.
 
 export interface LoadReport {
   commits: number;
@@ -50,7 +51,10 @@ export type FromEngine =
   | { t: "opened"; id: number; repo: string; report: LoadReport; heads: Uint8Array; writable: boolean }
   /** The session's user changed (login, logout); which open repositories it may write. */
   | { t: "user"; user: User | null; sessionId: string; writable: Record<string, boolean> }
+  /** One outcome per write of batch `seq`, in order (`outcomes` in codec.ts). */
   | { t: "outcomes"; seq: number; bytes: Uint8Array }
+  /** The engine could not handle batch `seq` at all: every write in it failed. */
+  | { t: "batchFailed"; seq: number; code: string; message: string }
   | { t: "changed"; bytes: Uint8Array }
   | { t: "syncStatus"; online: boolean; synced: boolean; lastSync: number | null; unacked: number }
   /** Every batch of this tab up to `seq` is on storage (flushed). */
@@ -70,3 +74,24 @@ export interface EngineChannel {
   onMessage(handler: (msg: FromEngine) => void): void;
   terminate(): void;
 }
+
+/** The first message a tab sends the worker it starts (main/tabs.ts →
+ * engine/worker.ts). */
+export interface BootMessage {
+  t: "boot";
+  name: string;
+  storage: "opfs" | "indexeddb" | "memory";
+  /** ws(s):// URL of the server's sync endpoint. */
+  server?: string;
+}
+
+/** What tabs of one database say on its BroadcastChannel `ibex:<name>`:
+ * the leader tab's worker runs the engine; the other tabs ask for it and
+ * talk to it here (main/tabs.ts, engine/worker.ts). */
+export type Envelope =
+  /** A tab looking for the leader. */
+  | { hello: string }
+  /** A follower tab's message for the engine. */
+  | { to: "leader"; from: string; msg: ToEngine }
+  /** The engine's message for one tab, or for every tab (`"*"`) but `except`. */
+  | { to: string; except?: string; msg: FromEngine };

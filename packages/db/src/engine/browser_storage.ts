@@ -9,8 +9,9 @@
 // until `flush`, which writes the new bytes as one chunk; `durable()`
 // resolves when that transaction has committed.
 
-import type { LogBackend, StorageProvider, WasmEngine } from "./engine_server.js";
-import type { LoadReport } from "./protocol.js";
+import type { LoadReport } from "../wire/protocol.js";
+import type { StorageProvider } from "./storage.js";
+import type { LogBackend, WasmEngine } from "./wasm_engine.js";
 
 /** `/data/todos` → `data~todos.log` (`~` never occurs in a path segment). */
 function fileName(repo: string): string {

@@ -1,0 +1,496 @@
+// `IbexDB`: the synchronous, in-memory face of a database whose truth lives
+// in the engine. Reads never wait; writes apply at once, reach the engine
+// in one batch per microtask, and `flush()` resolves only after the
+// engine's storage flush. The parts live next door: the mirror of items
+// (mirror.ts), live queries (live.ts, shared_queries.ts), writes on their
+// way (outbox.ts), requests (requests.ts) and the status (status.ts); this
+// file wires them to the engine's messages (wire/protocol.ts).
+
+import { type HeadRecord, headCount, readHeads, readOutcomes, writeSchemas } from "../wire/codec.js";
+import { IbexError, toIbexError } from "../wire/errors.js";
+import type { EngineChannel, FromEngine, HistoryEntry, LoadReport, User } from "../wire/protocol.js";
+import type { ItemHost } from "./internal.js";
+import type { Item } from "./item.js";
+import { Live } from "./live.js";
+import { Mirror } from "./mirror.js";
+import { Outbox } from "./outbox.js";
+import { Query, type QueryOptions } from "./query.js";
+import { Requests } from "./requests.js";
+import {
+  type Fields,
+  type InitData,
+  type Schema,
+  checkRepoPath,
+  checkSegment,
+  isEmptyCollection,
+  splitItemPath,
+  toWireSchema,
+  validateField,
+  validationError,
+} from "./schema.js";
+import { type SharedQuery, SharedQueries, queryKey } from "./shared_queries.js";
+import { type EngineStats, type RepoStatus, type Status, StatusBoard } from "./status.js";
+
+export interface OpenOptions {
+  /** Database name: one engine and one storage area per name. */
+  name: string;
+  schemas: readonly Schema[];
+  /** Repositories to load before `open` resolves. */
+  repos?: readonly string[];
+}
+
+/** Heads are applied to the mirror in slices so no task runs long. */
+const SLICE = 2_000;
+
+function randomKey(): string {
+  const b = new Uint8Array(12);
+  globalThis.crypto.getRandomValues(b);
+  let s = "";
+  for (const x of b) s += "0123456789abcdefghijklmnopqrstuvwxyz"[x % 36];
+  return s;
+}
+
+export class Database {
+  readonly name: string;
+  private readonly board = new StatusBoard();
+  private readonly requests: Requests;
+  private readonly live: Live;
+  private readonly mirror: Mirror;
+  private readonly outbox: Outbox;
+  private readonly shared = new SharedQueries();
+  private repoStatus = new Map<string, RepoStatus>();
+  private opening = new Map<string, Promise<void>>();
+  private schemaBytes: Uint8Array | null = null;
+  private closed = false;
+  private readyWaiter: { resolve: () => void; reject: (e: IbexError) => void } | null = null;
+  /** Repositories this session may not write (the server's rules). */
+  private readOnly = new Set<string>();
+  /** The last batch covered by a `flush()` call (failures after it are the next one's). */
+  private flushedUpTo = 0;
+
+  /** Use `IbexDB.open`. */
+  protected constructor(
+    private readonly channel: EngineChannel,
+    opts: OpenOptions,
+  ) {
+    this.name = opts.name;
+    this.requests = new Requests((m) => channel.post(m));
+    this.live = new Live((repo) => this.isLoaded(repo));
+    const host: ItemHost = {
+      checkWritable: (repo) => {
+        this.assertOpen();
+        this.assertWritable(repo);
+      },
+      enqueue: (item, changes) => this.outbox.enqueue(item, changes),
+      itemChanged: (item) => this.live.itemChanged(item),
+      itemGone: (item) => this.mirror.remove(item),
+      history: (path) => this.history(path),
+    };
+    this.mirror = new Mirror(opts.schemas, host);
+    this.outbox = new Outbox({
+      post: (m) => channel.post(m),
+      isLoaded: (repo) => this.isLoaded(repo),
+      open: (repo) => this.open(repo),
+      changed: () => this.updateStatus({}),
+      error: (e) => this.board.emitError(e),
+    });
+    channel.onMessage((m) => this.receive(m));
+  }
+
+  /** Starts the engine; resolves once it is ready. */
+  protected start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.readyWaiter = { resolve, reject };
+      this.schemaBytes = writeSchemas(this.mirror.schemaList.map(toWireSchema));
+      this.channel.post({ t: "init", schemas: this.schemaBytes.slice() });
+    });
+  }
+
+  // ---- status -------------------------------------------------------------
+
+  get status(): Status {
+    return this.board.current;
+  }
+
+  /** Called on every status change (phase, progress, errors, pending writes). */
+  onStatus(listener: (s: Status) => void): () => void {
+    return this.board.onStatus(listener);
+  }
+
+  /** Errors that happen after the call that caused them returned: a write
+   * the engine refused (`error.path` names the item; the item shows the
+   * engine's value again), a repository that failed to load, a sync error.
+   * Without listeners they go to the console. */
+  onError(listener: (e: IbexError) => void): () => void {
+    return this.board.onError(listener);
+  }
+
+  private updateStatus(patch: Partial<Status>): void {
+    let loaded = 0;
+    let total = 0;
+    let loading = false;
+    for (const r of this.repoStatus.values()) {
+      loaded += r.loaded;
+      total += r.total;
+      loading ||= r.phase === "loading";
+    }
+    const cur = this.board.current.phase;
+    const phase = cur === "starting" || cur === "error" || cur === "closed" ? cur : loading ? "loading" : "ready";
+    this.board.publish({ phase, loaded, total, repos: Object.fromEntries(this.repoStatus), pendingWrites: this.outbox.pending, ...patch });
+  }
+
+  // ---- repositories -------------------------------------------------------
+
+  /** Loads a repository (once); resolves when all its items are in memory. */
+  open(repo: string): Promise<void> {
+    checkRepoPath(repo);
+    this.assertOpen();
+    let p = this.opening.get(repo);
+    if (!p) {
+      this.repoStatus.set(repo, { phase: "loading", loaded: 0, total: 0 });
+      this.updateStatus({});
+      p = this.requests.send({ t: "open", repo }).then(() => undefined);
+      p.catch((e: IbexError) => {
+        this.repoStatus.set(repo, { phase: "error", loaded: 0, total: 0, error: e });
+        this.updateStatus({});
+        this.board.emitError(e);
+      });
+      this.opening.set(repo, p);
+    }
+    return p;
+  }
+
+  isLoaded(repo: string): boolean {
+    return this.repoStatus.get(repo)?.phase === "ready";
+  }
+
+  /** Applies a load's heads in slices, yielding between them. */
+  private async applyLoaded(repo: string, report: LoadReport, heads: Uint8Array): Promise<void> {
+    const total = headCount(heads);
+    // A repository re-opened after a hand-over: changed items notify.
+    if (this.isLoaded(repo)) {
+      for (const h of readHeads(heads)) this.applyHead(h);
+      return;
+    }
+    const st: RepoStatus = { phase: "loading", loaded: 0, total, report };
+    this.repoStatus.set(repo, st);
+    this.updateStatus({});
+    let n = 0;
+    let slice: Item[] = [];
+    for (const h of readHeads(heads)) {
+      slice.push(this.mirror.applyHead(h, false));
+      if (++n % SLICE === 0) {
+        this.live.itemsLoaded(repo, slice);
+        slice = [];
+        this.repoStatus.set(repo, { ...st, loaded: n });
+        this.updateStatus({});
+        await new Promise((r) => setTimeout(r, 0));
+      }
+    }
+    this.live.itemsLoaded(repo, slice);
+    this.repoStatus.set(repo, { phase: "ready", loaded: total, total, report });
+    this.updateStatus({});
+    if (report.corrupt.length || report.rejected.length) {
+      this.board.emitError(new IbexError("ERR_LOG_DAMAGED", `Repository ${repo}: ${report.corrupt.length} damaged record(s) skipped, ${report.rejected.length} rejected; the rest opened (see status.repos["${repo}"].report)`));
+    }
+  }
+
+  /** A head from the engine: the mirror and live queries see it at once. */
+  private applyHead(h: HeadRecord): void {
+    this.live.itemChanged(this.mirror.applyHead(h, true));
+  }
+
+  // ---- items --------------------------------------------------------------
+
+  /** Creates an item synchronously (key generated unless given). Throws,
+   * changing nothing, if the values do not fit the schema. */
+  create<F extends Fields>(repo: string, schema: Schema<F>, values: InitData<F>, opts: { key?: string } = {}): Item<F> {
+    checkRepoPath(repo);
+    this.assertOpen();
+    this.assertWritable(repo);
+    if (!this.mirror.knows(schema)) throw new IbexError("ERR_UNKNOWN_SCHEMA", `Unknown schema \`${schema.id}\`: pass it in \`schemas\` to IbexDB.open`);
+    const key = opts.key ?? randomKey();
+    checkSegment(`${repo}/${key}`, key, "item key");
+    const existing = this.mirror.get(repo, key) as Item<F> | undefined;
+    if (existing && !existing.isDeleted) throw new IbexError("ERR_PATH", `Item \`${repo}/${key}\` already exists`);
+    checkNew(schema, values as Record<string, unknown>);
+    if (!this.opening.has(repo)) void this.open(repo);
+    if (existing) {
+      // Re-creating a soft-deleted item: restored, with the new values.
+      existing.restore();
+      existing.initialize(values as Record<string, unknown>);
+      return existing;
+    }
+    const item = this.mirror.newItem(repo, key, schema);
+    this.mirror.add(item);
+    item.initialize(values as Record<string, unknown>);
+    return item;
+  }
+
+  /** The item at `path`, or undefined if it does not exist (or its
+   * repository has not loaded yet: see `open`). Synchronous. */
+  item<F extends Fields = Fields>(path: string): Item<F> | undefined {
+    const hit = this.mirror.at(path);
+    if (hit) return hit as unknown as Item<F>;
+    const { repo, key } = splitItemPath(path);
+    if (!this.opening.has(repo) && !this.closed) void this.open(repo);
+    return this.mirror.get(repo, key) as Item<F> | undefined;
+  }
+
+  /** Number of items in a loaded repository (including soft-deleted ones), O(1). */
+  count(repo: string): number {
+    return this.mirror.count(repo);
+  }
+
+  /** Every item key of a loaded repository (including soft-deleted ones). */
+  keys(repo: string): string[] {
+    return this.mirror.keys(repo);
+  }
+
+  /** A live query (see `QueryOptions`). Starts loading its repository. */
+  query<F extends Fields>(opts: QueryOptions<F>): Query<F> {
+    this.assertOpen();
+    const q = new Query<F>(this.live, opts);
+    const repo = q.repo;
+    checkRepoPath(repo);
+    this.live.add(q);
+    if (!this.opening.has(repo)) void this.open(repo);
+    if (typeof opts.source === "string") q.insertMany(this.mirror.values(repo) as Iterable<Item<F>>);
+    else q.insertMany(opts.source.results as Item<F>[]);
+    return q;
+  }
+
+  /** Calls `listener` whenever the item at `path` changes — including when
+   * it first appears (loaded, created here, or arriving from elsewhere). */
+  watchItem(path: string, listener: () => void): () => void {
+    return this.live.watch(path, listener);
+  }
+
+  /** The live query for these options, shared with every caller asking
+   * with equal options (UI bindings: the React hooks use it). Functions in
+   * the options (`where`, a `sortBy` comparator) are compared by source
+   * text, so they need `deps`, the values they read (`[]` if none): without
+   * it this throws ERR_CONFIG. Pair each `retain()` with its release; a
+   * query nobody retains closes after `gcMs`. */
+  sharedQuery<F extends Fields>(opts: QueryOptions<F>, deps?: readonly unknown[], gcMs = 1_000): SharedQuery<Query<F>> {
+    return this.shared.get(queryKey(opts as QueryOptions<any>, deps), () => this.query(opts), gcMs);
+  }
+
+  /** Number of live queries (for tests and diagnostics). */
+  get liveQueries(): number {
+    return this.live.size;
+  }
+
+  /** Who changed what, when (from the signed commit graph). */
+  async history(path: string): Promise<HistoryEntry[]> {
+    const { repo, key } = splitItemPath(path);
+    await this.open(repo);
+    await this.outbox.flush();
+    return (await this.requests.send({ t: "history", repo, key })) as HistoryEntry[];
+  }
+
+  /** What the engine holds in memory: its WebAssembly linear memory, where
+   * the commit graphs and values of every open repository live (the
+   * synchronous mirror on this thread is on top of that). */
+  async stats(): Promise<EngineStats> {
+    this.assertOpen();
+    return (await this.requests.send({ t: "stats" })) as EngineStats;
+  }
+
+  /** The repository as a log image (Ibex's on-disk format): a backup, or a
+   * way to carry data to another replica with `import`. */
+  async export(repo: string): Promise<Uint8Array> {
+    await this.open(repo);
+    await this.outbox.flush();
+    return (await this.requests.send({ t: "export", repo })) as Uint8Array;
+  }
+
+  /** Merges a log image made by `export` (here or on another replica).
+   * Every commit is decoded strictly and its signature verified; bad ones
+   * are skipped and counted. Items change as if the commits had synced. */
+  async import(repo: string, image: Uint8Array): Promise<{ added: number; rejected: number }> {
+    await this.open(repo);
+    await this.outbox.flush();
+    return (await this.requests.send({ t: "import", repo, image })) as { added: number; rejected: number };
+  }
+
+  /** Resolves once every write made so far is durable on this device.
+   * Rejects if a write made since the previous `flush()` call failed (the
+   * error names its item; the item shows the engine's value again). */
+  async flush(): Promise<void> {
+    this.assertOpen();
+    await this.outbox.flush();
+    const from = this.flushedUpTo;
+    const upTo = this.outbox.lastSeq;
+    this.flushedUpTo = Math.max(this.flushedUpTo, upTo);
+    await this.requests.send({ t: "flush" });
+    const failed = this.outbox.failuresBetween(from, upTo);
+    if (failed.length) {
+      const first = failed[0]!;
+      throw new IbexError(first.code, failed.length === 1 ? first.message : `${failed.length} writes failed; the first: ${first.message}`, { ...(first.path ? { path: first.path } : {}), cause: failed });
+    }
+  }
+
+  /** Resolves once a fresh round with the server completed for every open
+   * repository — its commits are here — and every write made so far is
+   * acknowledged by the server as durable. Rejects with ERR_SYNC_TIMEOUT
+   * (saying why) if that takes longer than `timeoutMs`: offline, a frozen
+   * or partitioned server, or writes the server refused. */
+  async sync(timeoutMs = 30_000): Promise<void> {
+    this.assertOpen();
+    await this.outbox.flush();
+    await this.requests.send({ t: "sync", timeoutMs });
+  }
+
+  /** Flushes, then stops the engine. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.outbox.flush();
+    await this.requests.send({ t: "close" });
+    this.closed = true;
+    this.channel.terminate();
+    this.updateStatus({ phase: "closed" });
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new IbexError("ERR_CLOSED", `Database \`${this.name}\` is closed`);
+  }
+
+  /** Throws, changing nothing, if the rules forbid writing `repo`. */
+  private assertWritable(repo: string): void {
+    if (this.readOnly.has(repo)) {
+      const user = this.board.current.user;
+      const who = user ? `user ${user.email || user.id}` : "an anonymous session";
+      throw new IbexError("ERR_FORBIDDEN", `${who} may not write ${repo} (the server's rules)`);
+    }
+  }
+
+  // ---- users ----------------------------------------------------------------
+
+  /** The logged-in user (`{id, email}`), or null. Changes notify `onStatus`. */
+  get user(): User | null {
+    return this.board.current.user;
+  }
+
+  /** Asks the server to send a one-time login link to `email`. Resolves
+   * with the normalized address once the server has sent it. Opening the
+   * link's page calls `completeLogin` with its `ibex-login` token. */
+  async login(email: string): Promise<string> {
+    this.assertOpen();
+    return (await this.requests.send({ t: "login", email })) as string;
+  }
+
+  /** Redeems a login link's token: this device's session now belongs to
+   * that user (a session already bound to another user is replaced by a
+   * new one first). Resolves with the user. */
+  async completeLogin(token: string): Promise<User> {
+    this.assertOpen();
+    await this.outbox.flush();
+    return (await this.requests.send({ t: "redeem", token })) as User;
+  }
+
+  /** The address a login link's token is for, without using it up: ask
+   * "Log in as …?" before `completeLogin`, so a link someone else sent
+   * cannot silently sign this device into their account. */
+  async loginInfo(token: string): Promise<string> {
+    this.assertOpen();
+    return (await this.requests.send({ t: "loginInfo", token })) as string;
+  }
+
+  /** Ends the session: the server expires its certificate and this device
+   * continues with a new anonymous session. Local data stays. */
+  async logout(): Promise<void> {
+    this.assertOpen();
+    await this.outbox.flush();
+    await this.requests.send({ t: "logout" });
+  }
+
+  // ---- the engine's messages -------------------------------------------------
+
+  /** A different engine serves this tab now (leader hand-over): re-send
+   * what it needs — init, the repositories this tab loaded, every batch
+   * not yet durable, then unfinished requests, in order. */
+  private engineChanged(): void {
+    // Also while this tab's own init is unanswered: the engine it went to
+    // may be gone (its tab reloaded), and a second init is harmless.
+    if (!this.schemaBytes) return;
+    this.channel.post({ t: "init", schemas: this.schemaBytes.slice() });
+    for (const [repo, st] of this.repoStatus) if (st.phase === "ready") void this.requests.send({ t: "open", repo });
+    // Writes before requests: a `flush()` or `sync()` waiting for an answer
+    // was asked after those writes and must cover them on the new engine.
+    this.outbox.replay();
+    this.requests.replay();
+  }
+
+  private setWritable(repo: string, writable: boolean): void {
+    if (writable) this.readOnly.delete(repo);
+    else this.readOnly.add(repo);
+  }
+
+  private receive(m: FromEngine): void {
+    switch (m.t) {
+      case "ready":
+        this.updateStatus({ phase: "ready", sessionId: m.sessionId, engine: m.engine, storage: m.storage, user: m.user });
+        this.readyWaiter?.resolve();
+        this.readyWaiter = null;
+        break;
+      case "opened": {
+        this.setWritable(m.repo, m.writable);
+        const req = this.requests.take(m.id);
+        this.applyLoaded(m.repo, m.report, m.heads).then(
+          () => req?.resolve(undefined),
+          (e) => req?.reject(toIbexError(e)),
+        );
+        break;
+      }
+      case "outcomes":
+        this.outbox.outcomes(m.seq, readOutcomes(m.bytes));
+        break;
+      case "batchFailed":
+        this.outbox.batchFailed(m.seq, toIbexError(m));
+        break;
+      case "changed":
+        for (const h of readHeads(m.bytes)) this.applyHead(h);
+        break;
+      case "user":
+        for (const [repo, w] of Object.entries(m.writable)) this.setWritable(repo, w);
+        this.updateStatus({ user: m.user, sessionId: m.sessionId });
+        break;
+      case "syncStatus":
+        this.updateStatus({ online: m.online, synced: m.synced, lastSync: m.lastSync, unsynced: m.unacked });
+        break;
+      case "durable":
+        this.outbox.durable(m.seq);
+        break;
+      case "leader":
+        this.updateStatus({ leader: m.leader });
+        this.engineChanged();
+        break;
+      case "done":
+        this.requests.take(m.id)?.resolve(m.value);
+        break;
+      case "error": {
+        const e = toIbexError(m);
+        if (m.id !== undefined && this.requests.reject(m.id, e)) break;
+        if (this.readyWaiter) {
+          this.readyWaiter.reject(e);
+          this.readyWaiter = null;
+          this.updateStatus({ phase: "error", error: e });
+        } else {
+          this.board.emitError(e);
+        }
+        break;
+      }
+    }
+  }
+}
+
+/** Throws ERR_VALIDATION, changing nothing, if `values` cannot create an
+ * item of `schema` (a required field missing, a value of the wrong type). */
+function checkNew(schema: Schema, values: Record<string, unknown>): void {
+  for (const [k, v] of Object.entries(values)) validateField(schema, k, v);
+  for (const [k, def] of Object.entries(schema.fields)) {
+    const v = k in values ? values[k] : def.default;
+    if (def.required && (v === undefined || isEmptyCollection(v))) throw validationError(schema, k, "required field is missing");
+  }
+}

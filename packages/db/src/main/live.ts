@@ -1,0 +1,74 @@
+// Who hears about a changed item: live queries over its repository and
+// watchers of its path. Query notifications are coalesced to one per query
+// per batch (a microtask).
+
+import type { QueryHost } from "./internal.js";
+import type { Item } from "./item.js";
+import type { Query } from "./query.js";
+
+export class Live implements QueryHost {
+  private queries = new Set<Query<any>>();
+  private watchers = new Map<string, Set<() => void>>();
+  private notifyQueue = new Set<Query<any>>();
+  private notifyScheduled = false;
+
+  constructor(readonly isLoaded: (repo: string) => boolean) {}
+
+  get size(): number {
+    return this.queries.size;
+  }
+
+  add(q: Query<any>): void {
+    this.queries.add(q);
+  }
+
+  forgetQuery(q: Query<any>): void {
+    this.queries.delete(q);
+  }
+
+  scheduleNotify(q: Query<any>): void {
+    this.notifyQueue.add(q);
+    if (this.notifyScheduled) return;
+    this.notifyScheduled = true;
+    queueMicrotask(() => {
+      this.notifyScheduled = false;
+      const qs = [...this.notifyQueue];
+      this.notifyQueue.clear();
+      for (const x of qs) x.notify();
+    });
+  }
+
+  /** Calls `listener` whenever the item at `path` changes (or appears). */
+  watch(path: string, listener: () => void): () => void {
+    let set = this.watchers.get(path);
+    if (!set) {
+      set = new Set();
+      this.watchers.set(path, set);
+    }
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.watchers.delete(path);
+    };
+  }
+
+  /** An item's value changed: re-evaluate it in every live query. */
+  itemChanged(item: Item<any>): void {
+    for (const q of this.queries) if (q.repo === item.repo && typeof q.options.source === "string") q.update(item);
+    this.notifyWatchers(item);
+  }
+
+  /** A slice of a loading repository reached the mirror: each live query
+   * merges the new matches in at once (one sort of the slice and one merge)
+   * instead of one sorted insertion per item, which is quadratic when heads
+   * arrive in another order than the query's. */
+  itemsLoaded(repo: string, items: Item<any>[]): void {
+    for (const q of this.queries) if (q.repo === repo && typeof q.options.source === "string") q.insertMany(items);
+    if (this.watchers.size) for (const item of items) this.notifyWatchers(item);
+  }
+
+  private notifyWatchers(item: Item<any>): void {
+    const watchers = this.watchers.get(item.path);
+    if (watchers) for (const w of [...watchers]) w();
+  }
+}
