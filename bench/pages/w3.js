@@ -53,8 +53,7 @@ const SETUP = {
     const { store, persister } = await tinybaseOpen();
     store.transaction(() => {
       for (let i = 0; i < n; i++) {
-        const r = row(i);
-        store.setRow("items", `k${i}`, { title: r.title, count: r.count, tags: JSON.stringify(r.tags) });
+        store.setRow("items", `k${i}`, row(i));
       }
     });
     await persister.save();
