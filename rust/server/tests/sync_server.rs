@@ -257,3 +257,36 @@ async fn a_large_difference_converges_through_the_server() {
     assert_eq!(c2.repo().pending_count(), 0);
     srv.stop().await;
 }
+
+/// A client that only reads — live pushes arrive, it writes nothing — still
+/// shows the server it is there (its session pings when it has sent nothing
+/// for a while), so it is not closed as idle however long it listens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_only_reads_is_not_closed_as_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server_with(dir.path(), |c| c.limits.idle_timeout = Duration::from_secs(2)).await;
+    let fast = ibex_core::sync::Timers { ping_interval: 500, ..Default::default() };
+    let mut writer = Client::new(1);
+    let mut reader = Client::new(2);
+    writer.session.conn.set_timers(fast);
+    reader.session.conn.set_timers(fast);
+    writer.connect(srv.addr).await;
+    reader.connect(srv.addr).await;
+    writer.sync().await;
+    reader.sync().await;
+    // Five seconds of pushes (2.5 idle timeouts): the reader sends nothing
+    // but its pings.
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut written = 0;
+    while Instant::now() < end {
+        writer.write("k", "title", Value::Str(format!("v{written}")));
+        written += 1;
+        writer.listen(Duration::from_millis(100)).await;
+        reader.listen(Duration::from_millis(100)).await;
+    }
+    assert!(reader.closed.is_none(), "the reader was closed: {:?}", reader.closed);
+    writer.sync().await;
+    reader.sync().await;
+    assert_eq!(reader.state(), writer.state());
+    srv.stop().await;
+}

@@ -15,7 +15,10 @@
 //! the root key) `Ready`: every open repository begins a round, local
 //! commits are pushed as they are made. A silent link — no frame for
 //! `ping_interval`, then no answer to a ping within `pong_timeout` — is an
-//! error, so "synced" is never claimed over a dead connection.
+//! error, so "synced" is never claimed over a dead connection. A client
+//! that has sent nothing for `ping_interval` pings too: a reader that only
+//! receives pushes must still show the server it is there (the server
+//! closes connections it hears nothing from).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -54,7 +57,8 @@ pub enum Event {
 /// Timers of a connection, in milliseconds.
 #[derive(Debug, Clone, Copy)]
 pub struct Timers {
-    /// Ping after this long without any frame from the server.
+    /// Ping after this long without any frame from the server, or without
+    /// sending one.
     pub ping_interval: i64,
     /// The connection is dead when a ping is not answered within this.
     pub pong_timeout: i64,
@@ -100,6 +104,8 @@ pub struct ConnClient {
     state: State,
     timers: Timers,
     last_rx: i64,
+    /// When this side last sent a frame (see [`ConnClient::sent`]).
+    last_tx: i64,
     ping: Option<(u64, i64)>,
     ping_n: u64,
     /// Server clock minus ours, from the last welcome.
@@ -117,7 +123,7 @@ impl std::fmt::Debug for ConnClient {
 
 impl ConnClient {
     pub fn new(role: Role, key: SessionKey, trust: Trust) -> ConnClient {
-        ConnClient { role, key, trust, state: State::Idle, timers: Timers::default(), last_rx: 0, ping: None, ping_n: 0, offset: None, user: None, refuse_nonce: None, events: Vec::new() }
+        ConnClient { role, key, trust, state: State::Idle, timers: Timers::default(), last_rx: 0, last_tx: 0, ping: None, ping_n: 0, offset: None, user: None, refuse_nonce: None, events: Vec::new() }
     }
 
     pub fn set_timers(&mut self, t: Timers) {
@@ -189,7 +195,13 @@ impl ConnClient {
     pub fn connected(&mut self, now: i64) {
         self.state = State::WaitHello { since: now };
         self.last_rx = now;
+        self.last_tx = now;
         self.ping = None;
+    }
+
+    /// Frames were sent (at about `now`).
+    pub fn sent(&mut self, now: i64) {
+        self.last_tx = now;
     }
 
     pub fn disconnected(&mut self) {
@@ -215,9 +227,10 @@ impl ConnClient {
                     }
                     return Ok(Vec::new());
                 }
-                if now - self.last_rx >= self.timers.ping_interval {
+                if now - self.last_rx >= self.timers.ping_interval || now - self.last_tx >= self.timers.ping_interval {
                     self.ping_n += 1;
                     self.ping = Some((self.ping_n, now));
+                    self.last_tx = now;
                     return Ok(vec![Frame::Ping { n: self.ping_n }]);
                 }
                 Ok(Vec::new())
@@ -349,6 +362,8 @@ pub struct ClientSession {
     /// When each repository last heard from the server (a round that ended
     /// with commits still unacknowledged is retried after a pause).
     quiet_since: BTreeMap<RepoPath, i64>,
+    /// Frames were taken since the last tick (which stamps the time).
+    sent_unstamped: bool,
 }
 
 impl ClientSession {
@@ -364,6 +379,7 @@ impl ClientSession {
             sync_needed: BTreeMap::new(),
             sync_pending: false,
             quiet_since: BTreeMap::new(),
+            sent_unstamped: false,
         }
     }
 
@@ -377,6 +393,7 @@ impl ClientSession {
 
     /// Frames to send, in order.
     pub fn take_frames(&mut self) -> Vec<Vec<u8>> {
+        self.sent_unstamped |= !self.out.is_empty();
         std::mem::take(&mut self.out)
     }
 
@@ -429,6 +446,9 @@ impl ClientSession {
     /// commits still unacknowledged (the server was busy, or an answer was
     /// lost) starts another round after [`RETRY_AFTER_MS`] of quiet.
     pub fn tick(&mut self, now: i64) -> Result<()> {
+        if std::mem::take(&mut self.sent_unstamped) {
+            self.conn.sent(now);
+        }
         for f in self.conn.tick(now)? {
             self.send(f);
         }
