@@ -27,6 +27,9 @@ pub struct Node {
     /// value at the chain's root plus the deltas on the way (what rebuilding
     /// it copies).
     pub value_bytes: u32,
+    /// Where its record is in the repository's log (none in memory-only
+    /// repositories), for checkpoints.
+    pub at: Option<crate::log::RecordMark>,
 }
 
 pub type Nodes = HashMap<CommitId, Node>;
@@ -133,7 +136,7 @@ mod tests {
             .sign(&key)
             .unwrap();
             ids.insert(name.to_string(), c.id);
-            nodes.insert(c.id, Node { commit: StoredCommit::from_signed(&c), generation, depth: 0, chain_bytes: 0, value_bytes: 0 });
+            nodes.insert(c.id, Node { commit: StoredCommit::from_signed(&c), generation, depth: 0, chain_bytes: 0, value_bytes: 0, at: None });
         }
         (nodes, ids)
     }

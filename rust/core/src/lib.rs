@@ -17,6 +17,7 @@
 //! may read what.
 
 pub mod change;
+pub mod checkpoint;
 pub mod codec;
 pub mod commit;
 pub mod error;
@@ -39,7 +40,7 @@ pub use change::Change;
 pub use commit::{Body, Commit, CommitId, SignedCommit};
 pub use error::{Error, Result};
 pub use path::{ItemPath, RepoPath};
-pub use repository::{Head, HistoryEntry, Inserted, LoadReport, Owner, PendingLimits, Repository, SetDigest};
+pub use repository::{CheckpointUse, Head, HistoryEntry, Inserted, LoadReport, Owner, PendingLimits, Repository, SetDigest};
 pub use rules::{Access, Principal, Rules};
 pub use schema::{FieldDef, FieldType, Registry, Schema, SchemaId, UpgradeStep};
 pub use signing::{SessionId, SessionKey};

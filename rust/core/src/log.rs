@@ -105,16 +105,22 @@ fn check_record(buf: &[u8], pos: usize) -> std::result::Result<usize, String> {
 /// Scans a whole log image (header included). Pure: touches no storage.
 pub fn scan(buf: &[u8]) -> Result<Scan> {
     check_header(buf)?;
+    Ok(scan_from(buf, HEADER_LEN.min(buf.len()), 0))
+}
+
+/// Scans the records of `buf` from `pos`; `base` is the file offset of
+/// `buf[0]` (record offsets are reported in file offsets, payload ranges
+/// in `buf`).
+fn scan_from(buf: &[u8], mut pos: usize, base: u64) -> Scan {
     let mut out = Scan::default();
-    let mut pos = HEADER_LEN.min(buf.len());
     while pos < buf.len() {
         match check_record(buf, pos) {
             Ok(len) => {
                 let payload = &buf[pos + 8..pos + 8 + len];
                 if payload[0] == KIND_COMMIT {
-                    out.records.push((pos as u64, pos + 9..pos + 8 + len));
+                    out.records.push((base + pos as u64, pos + 9..pos + 8 + len));
                 } else {
-                    out.corrupt.push(Corruption { offset: pos as u64, len: (8 + len) as u64, reason: format!("unknown record kind {}", payload[0]) });
+                    out.corrupt.push(Corruption { offset: base + pos as u64, len: (8 + len) as u64, reason: format!("unknown record kind {}", payload[0]) });
                 }
                 pos += 8 + len;
             }
@@ -123,7 +129,7 @@ pub fn scan(buf: &[u8]) -> Result<Scan> {
                 // corruption in the middle; otherwise a torn tail.
                 match (pos + 1..buf.len()).find(|&p| check_record(buf, p).is_ok()) {
                     Some(next) => {
-                        out.corrupt.push(Corruption { offset: pos as u64, len: (next - pos) as u64, reason });
+                        out.corrupt.push(Corruption { offset: base + pos as u64, len: (next - pos) as u64, reason });
                         pos = next;
                     }
                     None => {
@@ -134,7 +140,26 @@ pub fn scan(buf: &[u8]) -> Result<Scan> {
             }
         }
     }
-    Ok(out)
+    out
+}
+
+/// Where a record is in the log, and its checksum: what a checkpoint keeps
+/// of the last record it covers, so opening can tell that the log still
+/// holds exactly those bytes there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMark {
+    /// File offset of the record (its length field).
+    pub offset: u64,
+    /// Payload length (kind byte included), as in the record's header.
+    pub len: u32,
+    pub crc: u32,
+}
+
+impl RecordMark {
+    /// The file offset just past the record.
+    pub fn end(&self) -> u64 {
+        self.offset + 8 + u64::from(self.len)
+    }
 }
 
 fn check_header(buf: &[u8]) -> Result<()> {
@@ -152,6 +177,22 @@ fn check_header(buf: &[u8]) -> Result<()> {
     let v = u32::from_le_bytes(buf[8..12].try_into().expect("4 bytes"));
     if v != FORMAT_VERSION {
         return Err(Error::LogHeader(format!("log format {v} is newer than this build supports ({FORMAT_VERSION}); upgrade Ibex to open it")));
+    }
+    Ok(())
+}
+
+/// An opened log, the bytes read and what their scan found.
+pub type Opened = (Log, Vec<u8>, Scan);
+
+/// Reads exactly `buf.len()` bytes at `offset`.
+fn read_exact_at(storage: &mut dyn Storage, offset: u64, buf: &mut [u8]) -> Result<()> {
+    let mut at = 0;
+    while at < buf.len() {
+        let n = storage.read_at(offset + at as u64, &mut buf[at..])?;
+        if n == 0 {
+            return Err(Error::Storage(format!("unexpected end of storage at {}", offset + at as u64)));
+        }
+        at += n;
     }
     Ok(())
 }
@@ -176,6 +217,8 @@ pub struct Log {
     /// Length of the file after the last successful flush.
     durable: u64,
     failed: bool,
+    /// The last record appended or found (what a checkpoint refers to).
+    last: Option<RecordMark>,
 }
 
 impl Log {
@@ -194,22 +237,111 @@ impl Log {
             durable = buf.len() as u64 - scan.truncated_bytes;
             storage.truncate(durable)?;
         }
-        Ok((Log { storage, unsynced: Vec::new(), written: 0, durable, failed: false }, buf, scan))
+        let last = match scan.records.last() {
+            Some((offset, range)) => {
+                let at = *offset as usize;
+                Some(RecordMark { offset: *offset, len: (range.end - at - 8) as u32, crc: u32::from_le_bytes(buf[at + 4..at + 8].try_into().expect("4 bytes")) })
+            }
+            None => None,
+        };
+        Ok((Log { storage, unsynced: Vec::new(), written: 0, durable, failed: false, last }, buf, scan))
     }
 
-    pub fn append(&mut self, kind: u8, data: &[u8]) -> Result<()> {
+    /// Opens a log at the end of a checkpoint: checks the header and that
+    /// the record `mark` is still there, byte for byte (length and
+    /// checksum), then scans only what follows it. `None` when the log does
+    /// not match (shorter, rewritten, another file): the checkpoint is stale
+    /// and the caller opens the whole log instead. The returned bytes are
+    /// the tail; the scan's record offsets are file offsets.
+    pub fn open_after(mut storage: Box<dyn Storage>, mark: Option<RecordMark>) -> Result<std::result::Result<Opened, Box<dyn Storage>>> {
+        let len = storage.len()?;
+        let mut head = vec![0u8; HEADER_LEN.min(len as usize)];
+        read_exact_at(&mut *storage, 0, &mut head)?;
+        if head.len() < HEADER_LEN {
+            return Ok(Err(storage));
+        }
+        check_header(&head)?;
+        let from = match mark {
+            None => HEADER_LEN as u64,
+            Some(m) => {
+                if m.end() > len {
+                    return Ok(Err(storage));
+                }
+                let mut h = [0u8; 8];
+                read_exact_at(&mut *storage, m.offset, &mut h)?;
+                let (l, c) = (u32::from_le_bytes(h[..4].try_into().expect("4 bytes")), u32::from_le_bytes(h[4..].try_into().expect("4 bytes")));
+                if l != m.len || c != m.crc {
+                    return Ok(Err(storage));
+                }
+                m.end()
+            }
+        };
+        let mut tail = vec![0u8; (len - from) as usize];
+        read_exact_at(&mut *storage, from, &mut tail)?;
+        let scan = scan_from(&tail, 0, from);
+        let mut durable = len;
+        if scan.truncated_bytes > 0 {
+            durable = len - scan.truncated_bytes;
+            storage.truncate(durable)?;
+        }
+        let last = match scan.records.last() {
+            Some((offset, range)) => {
+                let at = (*offset - from) as usize;
+                Some(RecordMark { offset: *offset, len: (range.end - at - 8) as u32, crc: u32::from_le_bytes(tail[at + 4..at + 8].try_into().expect("4 bytes")) })
+            }
+            None => mark,
+        };
+        Ok(Ok((Log { storage, unsynced: Vec::new(), written: 0, durable, failed: false, last }, tail, scan)))
+    }
+
+    /// The last record written (or found when opening).
+    pub fn last_record(&self) -> Option<RecordMark> {
+        self.last
+    }
+
+    /// Bytes of the log known durable.
+    pub fn durable_len(&self) -> u64 {
+        self.durable
+    }
+
+    /// Whether everything appended is durable.
+    pub fn is_synced(&self) -> bool {
+        self.unsynced.is_empty() && !self.failed
+    }
+
+    /// Reads the commit record at `mark` back from storage (a commit whose
+    /// bytes are not kept in memory), checking its checksum; returns the
+    /// payload without its kind byte.
+    pub fn read_record(&mut self, mark: RecordMark) -> Result<Vec<u8>> {
+        if mark.end() > self.durable {
+            return Err(Error::Storage(format!("record at {} is not on storage yet", mark.offset)));
+        }
+        let mut buf = vec![0u8; 8 + mark.len as usize];
+        read_exact_at(&mut *self.storage, mark.offset, &mut buf)?;
+        match check_record(&buf, 0) {
+            Ok(_) if buf[8] == KIND_COMMIT => Ok(buf[9..].to_vec()),
+            Ok(_) => Err(Error::Storage(format!("record at {} is not a commit", mark.offset))),
+            Err(reason) => Err(Error::Storage(format!("record at {} changed on storage: {reason}", mark.offset))),
+        }
+    }
+
+    /// Appends a record; returns where it lands in the file.
+    pub fn append(&mut self, kind: u8, data: &[u8]) -> Result<RecordMark> {
         if data.len() + 1 > MAX_RECORD {
             return Err(Error::Storage(format!("record of {} bytes exceeds the {MAX_RECORD}-byte limit", data.len())));
         }
         if self.failed && self.unsynced.len() + data.len() > MAX_UNSYNCED {
             return Err(Error::Storage(format!("storage keeps failing and {} MiB wait to be written; refusing more until it recovers", self.unsynced.len() >> 20)));
         }
-        self.unsynced.extend_from_slice(&frame(kind, data));
+        let framed = frame(kind, data);
+        let mark = RecordMark { offset: self.durable + self.unsynced.len() as u64, len: (data.len() + 1) as u32, crc: u32::from_le_bytes(framed[4..8].try_into().expect("4 bytes")) };
+        self.unsynced.extend_from_slice(&framed);
+        self.last = Some(mark);
         if !self.failed && self.unsynced.len() - self.written >= WRITE_BUFFER {
             // Errors surface at the next flush, which rewrites everything.
             let _ = self.write_pending();
         }
-        Ok(())
+        Ok(mark)
     }
 
     fn write_pending(&mut self) -> Result<()> {

@@ -30,10 +30,11 @@ use std::sync::Arc;
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::change::{self, Change};
+use crate::checkpoint::{self, SealedCommit};
 use crate::commit::{Body, Commit, CommitId, SignedCommit};
 use crate::error::{Error, Result};
 use crate::graph::{Node, Nodes, lowest_common_ancestor};
-use crate::log::{Corruption, Log};
+use crate::log::{Corruption, Log, RecordMark};
 use crate::merge::{StarMerge, merge3};
 use crate::path::{RepoPath, check_key};
 use crate::schema::{Registry, SchemaId};
@@ -55,6 +56,10 @@ pub const ACCEPT_MAX_DEPTH: u16 = 256;
 pub const DEFAULT_MAX_PENDING: usize = 10_000;
 /// Default bound on the bytes of commits waiting for unknown parents.
 pub const DEFAULT_MAX_PENDING_BYTES: usize = 64 << 20;
+/// A new checkpoint is written at the flush after this many commits …
+pub const CHECKPOINT_EVERY_COMMITS: usize = 10_000;
+/// … or this many bytes of log since the last one.
+pub const CHECKPOINT_EVERY_BYTES: u64 = 8 << 20;
 
 /// The current value of an item.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +93,21 @@ pub enum Inserted {
     Pending,
 }
 
+/// How opening used the repository's checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CheckpointUse {
+    /// No checkpoint storage was given.
+    #[default]
+    None,
+    /// Opened from the checkpoint and this many log records after it.
+    Used { tail: usize },
+    /// A new repository: nothing to check, a first checkpoint was written.
+    Created,
+    /// The checkpoint could not be trusted (why); the log was scanned whole
+    /// and a new checkpoint written.
+    Rebuilt(String),
+}
+
 /// What opening a log found.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoadReport {
@@ -100,6 +120,7 @@ pub struct LoadReport {
     pub rejected: Vec<(u64, Error)>,
     /// Commits whose parents were lost to corruption.
     pub pending: usize,
+    pub checkpoint: CheckpointUse,
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +136,9 @@ struct ItemState {
     /// When every leaf is a child of the same commit, their merge kept
     /// field by field, so each new sibling costs what it changed.
     star: Option<Box<Star>>,
+    /// The head as the checkpoint holds it (schema, `deleted ‖ fields`
+    /// bytes in `Repository::ckpt_buf`, folded), until the item is used.
+    sealed_head: Option<(SchemaId, std::ops::Range<usize>, bool)>,
 }
 
 #[derive(Debug)]
@@ -131,9 +155,11 @@ pub type Owner = u64;
 #[derive(Debug)]
 struct Waiting {
     commit: StoredCommit,
+    /// Where it is in the log, if it came from there.
+    at: Option<RecordMark>,
     owner: Owner,
     /// When it arrived, on the caller's clock (for [`Repository::expire_pending`]).
-    at: i64,
+    since: i64,
 }
 
 #[derive(Debug, Default)]
@@ -146,7 +172,7 @@ struct Pending {
 }
 
 impl Pending {
-    fn remove(&mut self, id: &CommitId) -> Option<StoredCommit> {
+    fn remove(&mut self, id: &CommitId) -> Option<(StoredCommit, Option<RecordMark>)> {
         let w = self.commits.remove(id)?;
         let n = w.commit.bytes().len();
         self.bytes -= n;
@@ -157,8 +183,23 @@ impl Pending {
                 self.by_owner.remove(&w.owner);
             }
         }
-        Some(w.commit)
+        Some((w.commit, w.at))
     }
+}
+
+/// A commit known from the checkpoint: its record stays in the log until
+/// something needs it, then it is read into `nodes` (`hot`).
+#[derive(Debug, Clone, Copy)]
+struct Sealed {
+    c: SealedCommit,
+    hot: bool,
+}
+
+/// The checkpoint's storage and what was written since the last one.
+struct CheckpointState {
+    storage: Box<dyn Storage>,
+    commits: usize,
+    bytes: u64,
 }
 
 /// Bounds on the commits that wait for unknown parents.
@@ -198,6 +239,14 @@ pub struct Repository {
     changed: HashSet<Arc<str>>,
     track_changes: bool,
     digest: SetDigest,
+    /// Commits of the checkpoint opened from, sorted by id (empty once every
+    /// one was read, or without a checkpoint).
+    sealed: Vec<Sealed>,
+    /// Entries of `sealed` not read into `nodes` yet.
+    cold: usize,
+    /// The bytes of the checkpoint opened from (sealed heads point into it).
+    ckpt_buf: Arc<[u8]>,
+    checkpoint: Option<CheckpointState>,
 }
 
 /// An order-independent summary of a set of commit ids — how many, and the
@@ -243,6 +292,10 @@ impl Repository {
             changed: HashSet::new(),
             track_changes: true,
             digest: SetDigest::default(),
+            sealed: Vec::new(),
+            cold: 0,
+            ckpt_buf: Arc::from(Vec::new()),
+            checkpoint: None,
         }
     }
 
@@ -254,25 +307,155 @@ impl Repository {
     pub fn open(path: RepoPath, registry: Arc<Registry>, storage: Box<dyn Storage>) -> Result<(Self, LoadReport)> {
         let (log, buf, scan) = Log::open(storage)?;
         let mut repo = Repository::new(path, registry);
-        repo.track_changes = false;
         repo.nodes.reserve(scan.records.len());
         repo.items.reserve(scan.records.len());
         let mut report = LoadReport { corrupt: scan.corrupt.clone(), truncated_bytes: scan.truncated_bytes, ..Default::default() };
-        for (offset, payload) in scan.payloads(&buf) {
-            let res = StoredCommit::parse(payload.into(), false).and_then(|c| repo.insert_stored_inner(c, false, 0, 0));
-            match res {
-                Ok(_) => report.commits += 1,
-                Err(e) => report.rejected.push((offset, e)),
-            }
-        }
-        report.pending = repo.pending.commits.len();
-        report.commits -= report.pending;
+        repo.load(&buf, &scan, &mut report);
         // Items were reserved one per record; long histories need fewer.
         repo.items.shrink_to_fit();
         repo.log = Some(log);
-        repo.track_changes = true;
-        repo.integrated.clear();
         Ok((repo, report))
+    }
+
+    /// Opens a repository with a checkpoint beside its log (see
+    /// `checkpoint.rs`): from the checkpoint and the log records after it
+    /// when it can be trusted — O(items) — else by scanning the whole log,
+    /// after which a new checkpoint is written. Either way the result is
+    /// the same repository; `report.checkpoint` says which path was taken.
+    pub fn open_checkpointed(path: RepoPath, registry: Arc<Registry>, log: Box<dyn Storage>, mut checkpoint: Box<dyn Storage>) -> Result<(Self, LoadReport)> {
+        let bytes = checkpoint.read_all().unwrap_or_default();
+        let why = if bytes.is_empty() {
+            None
+        } else {
+            match checkpoint::decode(&bytes) {
+                Ok(ck) => match Log::open_after(log, ck.mark)? {
+                    Ok((log, tail, scan)) => {
+                        let mut repo = Self::from_checkpoint(path, registry, ck, bytes);
+                        let mut report = LoadReport { corrupt: scan.corrupt.clone(), truncated_bytes: scan.truncated_bytes, ..Default::default() };
+                        // The log first: tail commits may read their parents from it.
+                        repo.log = Some(log);
+                        repo.load(&tail, &scan, &mut report);
+                        report.commits = repo.commit_count();
+                        report.checkpoint = CheckpointUse::Used { tail: scan.records.len() };
+                        repo.checkpoint = Some(CheckpointState { storage: checkpoint, commits: scan.records.len(), bytes: 0 });
+                        return Ok((repo, report));
+                    }
+                    Err(log) => return Self::rebuild(path, registry, log, checkpoint, Some("it is stale: the log does not hold what it covers".into())),
+                },
+                Err(e) => Some(e.to_string()),
+            }
+        };
+        Self::rebuild(path, registry, log, checkpoint, why)
+    }
+
+    /// Opens by scanning the log, then writes a new checkpoint.
+    fn rebuild(path: RepoPath, registry: Arc<Registry>, log: Box<dyn Storage>, checkpoint: Box<dyn Storage>, why: Option<String>) -> Result<(Self, LoadReport)> {
+        let (mut repo, mut report) = Self::open(path, registry, log)?;
+        repo.checkpoint = Some(CheckpointState { storage: checkpoint, commits: 0, bytes: 0 });
+        report.checkpoint = match why {
+            Some(why) => CheckpointUse::Rebuilt(why),
+            None if report.commits == 0 => CheckpointUse::Created,
+            None => CheckpointUse::Rebuilt("there was none".into()),
+        };
+        repo.write_checkpoint()?;
+        Ok((repo, report))
+    }
+
+    fn from_checkpoint(path: RepoPath, registry: Arc<Registry>, ck: checkpoint::Checkpoint, bytes: Vec<u8>) -> Self {
+        let mut repo = Repository::new(path, registry);
+        repo.digest = ck.digest;
+        repo.cold = ck.commits.len();
+        repo.sealed = ck.commits.into_iter().map(|c| Sealed { c, hot: false }).collect();
+        repo.items.reserve(ck.items.len());
+        for it in ck.items {
+            // A head in an older version than the app knows now is
+            // recomputed (upgraded) when used, not taken as it was.
+            let head = it.head.filter(|(schema, _, _)| repo.registry.latest(&schema.ns).is_none_or(|l| l.version <= schema.version));
+            let head = head.map(|(schema, range, folded)| {
+                let schema = repo.registry.intern(&schema.ns).map_or_else(|| schema.clone(), |ns| SchemaId { ns, version: schema.version });
+                (schema, range, folded)
+            });
+            repo.items.insert(Arc::from(it.key), ItemState { leaves: it.leaves, sealed_head: head, ..Default::default() });
+        }
+        repo.ckpt_buf = Arc::from(bytes);
+        repo
+    }
+
+    /// Integrates the commit records of a scanned log region.
+    fn load(&mut self, buf: &[u8], scan: &crate::log::Scan, report: &mut LoadReport) {
+        self.track_changes = false;
+        for ((offset, range), (_, payload)) in scan.records.iter().zip(scan.payloads(buf)) {
+            // The payload range starts after the record header and kind byte.
+            let mark = RecordMark { offset: *offset, len: (range.end - range.start + 1) as u32, crc: 0 };
+            let res = StoredCommit::parse(payload.into(), false).and_then(|c| self.insert_stored_inner(c, false, 0, 0, Some(mark)));
+            match res {
+                Ok(_) => report.commits += 1,
+                Err(e) => report.rejected.push((*offset, e)),
+            }
+        }
+        report.pending = self.pending.commits.len();
+        report.commits -= report.pending;
+        self.track_changes = true;
+        self.integrated.clear();
+    }
+
+    /// Writes a checkpoint of everything durable now (over the previous
+    /// one). Needs the log flushed; computes every item's head first.
+    pub fn write_checkpoint(&mut self) -> Result<()> {
+        if self.checkpoint.is_none() {
+            return Ok(());
+        }
+        let Some(log) = &self.log else { return Ok(()) };
+        if !log.is_synced() {
+            return Err(Error::Storage("a checkpoint covers only what is durable: flush the log first".into()));
+        }
+        let mark = log.last_record();
+        let keys: Vec<Arc<str>> = self.items.keys().cloned().collect();
+        for k in &keys {
+            let item = &self.items[k];
+            if item.head.is_none() && item.sealed_head.is_none() {
+                // An item whose head was never computed (or was dropped).
+                self.head(k);
+            }
+        }
+        let mut commits: Vec<SealedCommit> = Vec::with_capacity(self.nodes.len() + self.cold);
+        for (id, n) in &self.nodes {
+            let Some(at) = n.at else {
+                return Err(Error::Storage(format!("commit {} has no place in the log", id.to_hex())));
+            };
+            commits.push(SealedCommit { id: *id, offset: at.offset, len: at.len, generation: n.generation, depth: n.depth, chain_bytes: n.chain_bytes, value_bytes: n.value_bytes });
+        }
+        commits.extend(self.sealed.iter().filter(|s| !s.hot).map(|s| s.c));
+        commits.sort_unstable_by_key(|c| c.id);
+        let mut heads: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
+        for k in &keys {
+            let item = &self.items[k];
+            heads.push(item.head.as_ref().map(|h| {
+                let mut w = crate::codec::Writer::new();
+                w.u8(h.data.deleted as u8);
+                crate::value::encode_fields(&mut w, &h.data.fields);
+                w.into_bytes()
+            }));
+        }
+        let mut items = Vec::with_capacity(keys.len());
+        let ckpt = &self.ckpt_buf;
+        for (k, head) in keys.iter().zip(&heads) {
+            let item = &self.items[k];
+            let h = match (&item.head, head, &item.sealed_head) {
+                (Some(h), Some(b), _) => Some((&h.schema, &b[..], item.folded)),
+                (None, _, Some((schema, range, folded))) => Some((schema, &ckpt[range.clone()], *folded)),
+                _ => None,
+            };
+            items.push((&**k, &item.leaves[..], h));
+        }
+        let bytes = checkpoint::encode(&checkpoint::Contents { mark, digest: self.digest, commits: &commits, items });
+        let ck = self.checkpoint.as_mut().expect("checked above");
+        ck.storage.truncate(0)?;
+        ck.storage.append(&bytes)?;
+        ck.storage.flush()?;
+        ck.commits = 0;
+        ck.bytes = 0;
+        Ok(())
     }
 
     pub fn path(&self) -> &RepoPath {
@@ -333,13 +516,13 @@ impl Repository {
 
     /// Drops waiting commits that arrived before `before` (caller's clock).
     pub fn expire_pending(&mut self, before: i64) -> usize {
-        let ids: Vec<CommitId> = self.pending.commits.iter().filter(|(_, w)| w.at < before).map(|(id, _)| *id).collect();
+        let ids: Vec<CommitId> = self.pending.commits.iter().filter(|(_, w)| w.since < before).map(|(id, _)| *id).collect();
         self.drop_pending(&ids)
     }
 
     fn drop_pending(&mut self, ids: &[CommitId]) -> usize {
         for id in ids {
-            if let Some(c) = self.pending.remove(id) {
+            if let Some((c, _)) = self.pending.remove(id) {
                 for p in c.parents() {
                     if let Some(v) = self.pending.waiting.get_mut(&p) {
                         v.retain(|w| w != id);
@@ -355,7 +538,7 @@ impl Repository {
 
     /// Parents that waiting commits need and this replica lacks.
     pub fn missing_parents(&self) -> Vec<CommitId> {
-        let mut v: Vec<CommitId> = self.pending.waiting.keys().filter(|p| !self.nodes.contains_key(*p) && !self.pending.commits.contains_key(*p)).copied().collect();
+        let mut v: Vec<CommitId> = self.pending.waiting.keys().filter(|p| !self.is_integrated(p) && !self.pending.commits.contains_key(*p)).copied().collect();
         v.sort();
         v
     }
@@ -387,7 +570,7 @@ impl Repository {
 
     /// Number of integrated commits.
     pub fn commit_count(&self) -> usize {
-        self.nodes.len()
+        self.nodes.len() + self.cold
     }
 
     /// Number of commits waiting for unknown parents.
@@ -401,12 +584,109 @@ impl Repository {
     }
 
     pub fn contains_commit(&self, id: &CommitId) -> bool {
-        self.nodes.contains_key(id) || self.pending.commits.contains_key(id)
+        self.is_integrated(id) || self.pending.commits.contains_key(id)
     }
 
-    /// An integrated commit.
+    /// Whether a commit is integrated here: in memory, or in the checkpoint
+    /// opened from (not counting commits waiting for their parents).
+    pub fn holds(&self, id: &CommitId) -> bool {
+        self.is_integrated(id)
+    }
+
+    fn is_integrated(&self, id: &CommitId) -> bool {
+        self.nodes.contains_key(id) || self.sealed_at(id).is_some()
+    }
+
+    fn sealed_at(&self, id: &CommitId) -> Option<usize> {
+        if self.sealed.is_empty() {
+            return None;
+        }
+        self.sealed.binary_search_by(|s| s.c.id.cmp(id)).ok()
+    }
+
+    /// An integrated commit held in memory. After opening from a checkpoint
+    /// most commits stay in the log: [`Repository::load_commits`] reads the
+    /// ones a caller is about to need.
     pub fn commit(&self, id: &CommitId) -> Option<&StoredCommit> {
         self.nodes.get(id).map(|n| &n.commit)
+    }
+
+    /// Reads the given commits from the log into memory (those that are
+    /// only in the checkpoint), so [`Repository::commit`] has them.
+    pub fn load_commits(&mut self, ids: &[CommitId]) -> Result<()> {
+        if self.cold > 0 {
+            for id in ids {
+                self.hot(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether some commits are still only in the checkpoint (and the log).
+    pub fn is_sealed(&self) -> bool {
+        self.cold > 0
+    }
+
+    /// Reads a commit known only from the checkpoint into memory; false if
+    /// it is not integrated at all.
+    fn hot(&mut self, id: &CommitId) -> Result<bool> {
+        if self.nodes.contains_key(id) {
+            return Ok(true);
+        }
+        let Some(i) = self.sealed_at(id) else { return Ok(false) };
+        let s = self.sealed[i];
+        let log = self.log.as_mut().ok_or_else(|| Error::Storage("a checkpointed repository without its log".into()))?;
+        let bytes = log.read_record(s.c.mark())?;
+        let mut c = StoredCommit::parse_known(bytes.into_boxed_slice(), s.c.id)?;
+        if let Some(ns) = self.registry.intern(&c.schema.ns) {
+            c.schema.ns = ns;
+        }
+        let key = self.items.get_key_value(&*c.key).map(|(k, _)| k.clone());
+        if let Some(k) = key {
+            // One copy of the key for the item and all its commits.
+            c.key = k;
+        }
+        self.nodes.insert(*id, Node { commit: c, generation: s.c.generation, depth: s.c.depth, chain_bytes: s.c.chain_bytes, value_bytes: s.c.value_bytes, at: Some(s.c.mark()) });
+        self.sealed[i].hot = true;
+        self.cold -= 1;
+        if self.cold == 0 {
+            self.sealed = Vec::new();
+        }
+        Ok(true)
+    }
+
+    /// Makes an item ready for writes and merges: its leaves in memory and
+    /// its checkpointed head decoded.
+    fn warm_item(&mut self, key: &str) -> Result<()> {
+        let Some(item) = self.items.get(key) else { return Ok(()) };
+        if self.cold > 0 {
+            for l in item.leaves.clone() {
+                self.hot(&l)?;
+            }
+        }
+        let item = self.items.get_mut(key).expect("present");
+        if let Some((schema, range, folded)) = item.sealed_head.take() {
+            let bytes = &self.ckpt_buf[range];
+            let mut r = crate::codec::Reader::new(bytes);
+            let deleted = r.bool("deleted")?;
+            let fields = crate::value::decode_fields(&mut r)?;
+            item.head = Some(Arc::new(Head { schema, data: Arc::new(ItemData { deleted, fields }) }));
+            item.folded = folded;
+        }
+        Ok(())
+    }
+
+    /// Reads every commit still only in the checkpoint into memory: what a
+    /// merge below the checkpoint, the whole history or an export needs.
+    pub fn unseal(&mut self) -> Result<()> {
+        if self.cold == 0 {
+            return Ok(());
+        }
+        let ids: Vec<CommitId> = self.sealed.iter().filter(|s| !s.hot).map(|s| s.c.id).collect();
+        for id in ids {
+            self.hot(&id)?;
+        }
+        Ok(())
     }
 
     /// Count and XOR of the integrated commits' ids.
@@ -419,7 +699,8 @@ impl Repository {
         self.pending.commits.keys()
     }
 
-    /// Every integrated commit, parents before children (by generation).
+    /// Every integrated commit held in memory, parents before children (by
+    /// generation); call [`Repository::unseal`] first for all of them.
     pub fn commits_in_order(&self) -> Vec<&StoredCommit> {
         let mut v: Vec<&Node> = self.nodes.values().collect();
         v.sort_by_key(|n| (n.generation, n.commit.id));
@@ -429,14 +710,22 @@ impl Repository {
     /// Sorts integrated commit ids parents first (by generation), dropping
     /// ids this replica does not hold.
     pub fn parents_first(&self, ids: &mut Vec<CommitId>) {
-        ids.retain(|id| self.nodes.contains_key(id));
-        ids.sort_by_key(|id| (self.nodes[id].generation, *id));
+        ids.retain(|id| self.is_integrated(id));
+        ids.sort_by_key(|id| (self.generation(id), *id));
         ids.dedup();
     }
 
-    /// Every integrated commit id, in no particular order.
+    fn generation(&self, id: &CommitId) -> u32 {
+        match self.nodes.get(id) {
+            Some(n) => n.generation,
+            None => self.sealed_at(id).map_or(0, |i| self.sealed[i].c.generation),
+        }
+    }
+
+    /// Every integrated commit id (in memory or only in the checkpoint), in
+    /// no particular order.
     pub fn commit_ids(&self) -> impl Iterator<Item = &CommitId> {
-        self.nodes.keys()
+        self.nodes.keys().chain(self.sealed.iter().filter(|s| !s.hot).map(|s| &s.c.id))
     }
 
     /// Current leaves of an item, sorted by `(timestamp, id)`.
@@ -452,12 +741,17 @@ impl Repository {
         v
     }
 
-    /// Makes everything written so far durable in storage.
+    /// Makes everything written so far durable in storage; then, when
+    /// enough was written since the last one, a new checkpoint.
     pub fn flush(&mut self) -> Result<()> {
         match &mut self.log {
-            Some(log) => log.flush(),
-            None => Ok(()),
+            Some(log) => log.flush()?,
+            None => return Ok(()),
         }
+        if self.checkpoint.as_ref().is_some_and(|c| c.commits >= CHECKPOINT_EVERY_COMMITS || c.bytes >= CHECKPOINT_EVERY_BYTES) {
+            self.write_checkpoint()?;
+        }
+        Ok(())
     }
 
     /// Integrates a decoded commit (see [`Repository::insert_stored`]).
@@ -470,24 +764,26 @@ impl Repository {
     /// verified its signature if it came from elsewhere. Invalid commits are
     /// rejected with an error and leave the repository unchanged.
     pub fn insert_stored(&mut self, c: StoredCommit) -> Result<Inserted> {
-        self.insert_stored_inner(c, true, 0, 0)
+        self.insert_stored_inner(c, true, 0, 0, None)
     }
 
     /// [`Repository::insert_stored`] for a commit that came from `owner`
     /// at `now` (caller's clock): if it must wait for parents, it counts
     /// against that owner's bound and expires with it.
     pub fn insert_from(&mut self, c: StoredCommit, owner: Owner, now: i64) -> Result<Inserted> {
-        self.insert_stored_inner(c, true, owner, now)
+        self.insert_stored_inner(c, true, owner, now, None)
     }
 
-    fn insert_stored_inner(&mut self, c: StoredCommit, validate: bool, owner: Owner, now: i64) -> Result<Inserted> {
+    /// `at`: where the commit already is in the log (opening), else it is
+    /// appended when integrated.
+    fn insert_stored_inner(&mut self, c: StoredCommit, validate: bool, owner: Owner, now: i64, at: Option<RecordMark>) -> Result<Inserted> {
         if c.repo() != self.path.as_str() {
             return Err(Self::reject(&c.id, format!("belongs to {}, not {}", c.repo(), self.path)));
         }
         if self.contains_commit(&c.id) {
             return Ok(Inserted::Duplicate);
         }
-        let missing: Vec<CommitId> = c.parents().filter(|p| !self.nodes.contains_key(p)).collect();
+        let missing: Vec<CommitId> = c.parents().filter(|p| !self.is_integrated(p)).collect();
         if !missing.is_empty() {
             let n = c.bytes().len();
             let lim = self.limits;
@@ -502,22 +798,22 @@ impl Repository {
             let e = self.pending.by_owner.entry(owner).or_insert((0, 0));
             e.0 += 1;
             e.1 += n;
-            self.pending.commits.insert(c.id, Waiting { commit: c, owner, at: now });
+            self.pending.commits.insert(c.id, Waiting { commit: c, at, owner, since: now });
             return Ok(Inserted::Pending);
         }
         let id = c.id;
-        self.integrate(c, validate)?;
+        self.integrate(c, validate, at)?;
         // Integrate descendants that were waiting for this commit, iteratively.
         let mut unblocked = 0;
         let mut ready = vec![id];
         while let Some(done) = ready.pop() {
             for w in self.pending.waiting.remove(&done).unwrap_or_default() {
                 let Some(pc) = self.pending.commits.get(&w) else { continue };
-                if pc.commit.parents().all(|p| self.nodes.contains_key(&p)) {
-                    let pc = self.pending.remove(&w).expect("checked above");
+                if pc.commit.parents().all(|p| self.is_integrated(&p)) {
+                    let (pc, at) = self.pending.remove(&w).expect("checked above");
                     // A waiting commit that turns out invalid is dropped; the
                     // one that unblocked it stays integrated.
-                    if self.integrate(pc, validate).is_ok() {
+                    if self.integrate(pc, validate, at).is_ok() {
                         unblocked += 1;
                         ready.push(w);
                     }
@@ -533,8 +829,24 @@ impl Repository {
 
     /// Integrates a commit whose parents are all present. With `validate`,
     /// its value is reconstructed and checked against its schema.
-    fn integrate(&mut self, mut c: StoredCommit, validate: bool) -> Result<()> {
+    fn integrate(&mut self, mut c: StoredCommit, validate: bool, at: Option<RecordMark>) -> Result<()> {
         let id = c.id;
+        // Commits from a checkpoint are read from the log as they become
+        // needed: the parents, and the item's leaves and head. A commit
+        // that forks the item will be merged against older commits: read
+        // them all (the first fork after opening pays what opening saved).
+        if self.cold > 0 || self.items.get(&*c.key).is_some_and(|i| i.sealed_head.is_some()) {
+            for p in c.parents() {
+                self.hot(&p)?;
+            }
+            // The checkpoint's head becomes the item's (it is what the new
+            // commit is merged into); left sealed it would go stale.
+            self.warm_item(&c.key)?;
+            let forks = self.items.get(&*c.key).is_some_and(|i| i.leaves.iter().any(|l| !c.parents().any(|p| p == *l)));
+            if forks {
+                self.unseal()?;
+            }
+        }
         // Share the namespace name with the registry instead of keeping one
         // copy per commit.
         if let Some(ns) = self.registry.intern(&c.schema.ns) {
@@ -565,16 +877,32 @@ impl Repository {
                 schema.validate(&v).map_err(|e| Self::reject(&id, e.to_string()))?;
             }
             Some(v)
+        } else if let Some(base) = c.delta_base()
+            && self.items.get(&*c.key).is_some_and(|i| i.leaves == [base] && i.head.is_some())
+        {
+            // Trusted (our own log), but the head it extends is known: keep
+            // the head current at the cost of the delta (the head moves, it
+            // is not copied) instead of dropping it — after opening from a
+            // checkpoint, recomputing it would read the history.
+            Some(self.value_from_body(&c)?)
         } else {
             None
         };
-        if let Some(log) = &mut self.log {
-            log.append(crate::log::KIND_COMMIT, c.bytes())?;
-        }
+        let at = match (&mut self.log, at) {
+            (Some(log), None) => {
+                let mark = log.append(crate::log::KIND_COMMIT, c.bytes())?;
+                if let Some(ck) = &mut self.checkpoint {
+                    ck.commits += 1;
+                    ck.bytes += u64::from(mark.len) + 8;
+                }
+                Some(mark)
+            }
+            (_, at) => at,
+        };
         let key = c.key.clone();
         let (ts, schema) = (c.timestamp, c.schema.clone());
         let parents: Vec<CommitId> = c.parents().collect();
-        self.nodes.insert(id, Node { commit: c, generation: generation + 1, depth, chain_bytes, value_bytes });
+        self.nodes.insert(id, Node { commit: c, generation: generation + 1, depth, chain_bytes, value_bytes, at });
         self.digest.add(&id);
         if self.track_changes {
             self.integrated.push(id);
@@ -788,6 +1116,17 @@ impl Repository {
         if let Some(h) = &item.head {
             return Some(h.clone());
         }
+        if item.sealed_head.is_some() || self.cold > 0 {
+            // The checkpoint's head; or, without one, a merge that may reach
+            // below the checkpoint: everything it could need is read first.
+            // Storage that fails here reads as absent, as below.
+            self.warm_item(key).ok()?;
+            if let Some(h) = &self.items[key].head {
+                return Some(h.clone());
+            }
+            self.unseal().ok()?;
+        }
+        let item = self.items.get(key)?;
         if let Some(star) = self.star_of(&item.leaves) {
             let head = Arc::new(Head { schema: star.schema.clone(), data: star.merge.value() });
             let item = self.items.get_mut(key).expect("present");
@@ -855,9 +1194,19 @@ impl Repository {
     pub fn encode_head(&mut self, key: &str, w: &mut crate::codec::Writer) -> bool {
         let Some(item) = self.items.get(key) else { return false };
         if item.head.is_none()
-            && let [only] = item.leaves.as_slice()
+            && let Some((schema, range, _)) = &item.sealed_head
         {
-            let c = &self.nodes[only].commit;
+            // From the checkpoint, as stored: no decoding.
+            w.str(&schema.ns);
+            w.varint(schema.version.into());
+            w.raw(&self.ckpt_buf[range.clone()]);
+            return true;
+        }
+        if item.head.is_none()
+            && let [only] = item.leaves.as_slice()
+            && let Some(node) = self.nodes.get(only)
+        {
+            let c = &node.commit;
             if let Some(bytes) = c.full_value_bytes()
                 && self.registry.latest(&c.schema.ns).is_none_or(|l| l.version <= c.schema.version)
             {
@@ -924,6 +1273,9 @@ impl Repository {
 
     fn write_body(&mut self, key: &str, schema: &SchemaId, mut data: ItemData, session: &SessionKey, now: i64, full: bool) -> Result<Option<CommitId>> {
         check_key(key)?;
+        // The new commit lists the leaves as parents: read them if they are
+        // still only in the checkpoint.
+        self.warm_item(key)?;
         let def = self.registry.get(schema).ok_or_else(|| Error::UnknownSchema(schema.to_string()))?.clone();
         data.normalize();
         def.validate(&data)?;
@@ -940,7 +1292,7 @@ impl Repository {
         let signed = commit.sign(session)?;
         let id = signed.id;
         // Already validated above.
-        self.insert_stored_inner(StoredCommit::from_signed(&signed), false, 0, 0)?;
+        self.insert_stored_inner(StoredCommit::from_signed(&signed), false, 0, 0, None)?;
         let item = self.items.get_mut(key).expect("just written");
         if item.leaves.len() == 1 && self.registry.latest(&def.ns).is_none_or(|l| l.version <= def.version) {
             item.head = Some(Arc::new(Head { schema: signed.commit.schema, data: Arc::new(data) }));
@@ -1003,7 +1355,13 @@ impl Repository {
     }
 
     /// The history of an item, oldest first (parents before children).
-    pub fn history(&self, key: &str) -> Result<Vec<HistoryEntry>> {
+    /// Reads the whole history from the log if it is still only in the
+    /// checkpoint (history is on demand: opening does not load it).
+    pub fn history(&mut self, key: &str) -> Result<Vec<HistoryEntry>> {
+        if !self.items.contains_key(key) {
+            return Ok(Vec::new());
+        }
+        self.unseal()?;
         let Some(item) = self.items.get(key) else { return Ok(Vec::new()) };
         // Every ancestor of the current leaves.
         let mut ids: Vec<CommitId> = item.leaves.clone();

@@ -42,6 +42,17 @@ impl StoredCommit {
     /// from this replica's own checksummed log) the body is left for later.
     /// Does not verify the signature: see [`StoredCommit::verify`].
     pub fn parse(bytes: Box<[u8]>, check_body: bool) -> Result<StoredCommit> {
+        Self::parse_inner(bytes, check_body, None)
+    }
+
+    /// Parses a commit read back from this replica's own storage whose id
+    /// is already known (from a checkpoint), so it is not hashed again. The
+    /// record's checksum stands for the bytes being the same.
+    pub fn parse_known(bytes: Box<[u8]>, id: CommitId) -> Result<StoredCommit> {
+        Self::parse_inner(bytes, false, Some(id))
+    }
+
+    fn parse_inner(bytes: Box<[u8]>, check_body: bool, known: Option<CommitId>) -> Result<StoredCommit> {
         if bytes.len() < SIG {
             return Err(Error::decode("signed commit shorter than its signature", bytes.len()));
         }
@@ -58,7 +69,7 @@ impl StoredCommit {
         }
         let too_big = |_| Error::decode("commit too large", 0);
         Ok(StoredCommit {
-            id: CommitId(Sha256::digest(commit).into()),
+            id: known.unwrap_or_else(|| CommitId(Sha256::digest(commit).into())),
             key: h.key,
             timestamp: h.timestamp,
             schema: h.schema,

@@ -418,6 +418,8 @@ impl Database {
     /// other replica — reads back.
     pub fn export(&mut self, repo: &str) -> Result<Vec<u8>> {
         let r = self.repo_mut(repo)?;
+        // An export is the whole history: read what is only in the log.
+        r.unseal()?;
         let mut out = ibex_core::log::header().to_vec();
         for c in r.commits_in_order() {
             out.extend_from_slice(&ibex_core::log::frame(KIND_COMMIT, c.bytes()));

@@ -102,7 +102,7 @@ impl RepoClient {
     pub fn begin(&mut self, repo: &Repository) -> (Frame, u64) {
         let n = self.next_round;
         self.next_round += 1;
-        let covered = self.unacked.iter().copied().filter(|id| repo.commit(id).is_some()).collect();
+        let covered = self.unacked.iter().copied().filter(|id| repo.holds(id)).collect();
         self.round = Some(Round { n, covered, keyed: None, sent_cells: 0, wanted: BTreeSet::new() });
         (Frame::Begin { repo: self.path.clone(), round: n, digest: repo.digest() }, n)
     }
@@ -228,7 +228,7 @@ impl RepoClient {
                 let mine = keyed.keys.len() as u64;
                 let est = keyed.strata().estimate(&strata).max(count.abs_diff(mine));
                 let cells = ((initial_cells(est) as f64 * self.cell_factor).ceil() as u64).max(1);
-                let covered: Vec<CommitId> = self.unacked.iter().copied().filter(|id| repo.commit(id).is_some()).collect();
+                let covered: Vec<CommitId> = self.unacked.iter().copied().filter(|id| repo.holds(id)).collect();
                 let r = self.round.as_mut().expect("current round");
                 r.covered = covered;
                 r.keyed = Some(keyed);
@@ -253,6 +253,7 @@ impl RepoClient {
                 };
                 r.wanted.extend(ids.iter().copied());
                 self.unacked.extend(ids.iter().copied());
+                repo.load_commits(&ids)?;
                 out.replies = self.commit_frames(repo, ids);
             }
             // Answers to a round that was superseded (a newer begin) are
@@ -285,8 +286,10 @@ impl RepoClient {
                 }
             }
             Frame::WantIds { ids, .. } => {
-                let held: Vec<CommitId> = ids.into_iter().filter(|id| repo.commit(id).is_some()).collect();
+                let held: Vec<CommitId> = ids.into_iter().filter(|id| repo.holds(id)).collect();
                 self.unacked.extend(held.iter().copied());
+                // Old commits may still be only in the log (a checkpoint).
+                repo.load_commits(&held)?;
                 out.replies = self.commit_frames(repo, held);
             }
             Frame::Resync { .. } => {

@@ -184,7 +184,7 @@ impl RepoServe {
                             ack.extend(id);
                         }
                         Ok(Inserted::Duplicate) => match id {
-                            Some(id) if repo.commit(&id).is_some() => ack.push(id),
+                            Some(id) if repo.holds(&id) => ack.push(id),
                             Some(id) => waiting.push(id),
                             None => {}
                         },
@@ -197,12 +197,12 @@ impl RepoServe {
                 }
                 // Waiting commits unblocked by this frame are durable once
                 // flushed too.
-                ack.extend(waiting.iter().filter(|id| repo.commit(id).is_some()).copied());
+                ack.extend(waiting.iter().filter(|id| repo.holds(id)).copied());
                 if !ack.is_empty() {
                     out.after_flush.extend(Frame::chunked_ids(&path, &ack, true));
                 }
                 let missing = repo.missing_parents();
-                if !missing.is_empty() && waiting.iter().any(|id| repo.commit(id).is_none()) {
+                if !missing.is_empty() && waiting.iter().any(|id| !repo.holds(id)) {
                     out.now.extend(Frame::chunked_ids(&path, &missing, false));
                 }
             }
@@ -213,6 +213,8 @@ impl RepoServe {
             }
             other => return Err(Error::decode(format!("unexpected frame from a client: {}", super::frame::frame_name(&other.encode())), 0)),
         }
+        // What is sent may still be only in the log (a checkpoint).
+        repo.load_commits(&out.send)?;
         Ok(out)
     }
 

@@ -607,6 +607,7 @@ impl ClientSession {
                     && let Some(id) = id
                     && self.conn.is_ready()
                     && let Some(repo) = store.repo_mut(&path)
+                    && repo.load_commits(&[*id]).is_ok()
                     && let Some(c) = repo.commit(id)
                 {
                     let session = c.session();

@@ -1,0 +1,259 @@
+//! Checkpoints: what opening a repository needs, kept beside its log, so
+//! opening costs O(items) instead of O(history) (DESIGN.md §5).
+//!
+//! ```text
+//! checkpoint = magic "IBEXCKPT" (8) ‖ format u32 LE (= 1) ‖ body ‖ crc32(body) u32 LE
+//! body   = mark ‖ digest ‖ varint n ‖ n × commit ‖ varint m ‖ m × item
+//! mark   = u8 0                                  (the log held no record)
+//!        | u8 1 ‖ varint offset ‖ varint len ‖ u32 LE crc
+//!                                                (the last record covered, as in the log)
+//! digest = varint count ‖ 32 B xor               (of every commit id)
+//! commit = 32 B id ‖ varint offset ‖ varint len  (where its record is)
+//!          ‖ varint generation ‖ varint depth ‖ varint chain_bytes ‖ varint value_bytes
+//!                                                (sorted by id, every integrated commit)
+//! item   = str key ‖ varint k ‖ k × 32 B leaf id ‖ head
+//! head   = u8 0                                  (not computed when written)
+//!        | u8 1 or 2 ‖ str ns ‖ varint version ‖ bytes (u8 deleted ‖ fields, value.rs)
+//!                                                (1: the plain merge of the leaves in
+//!                                                that version; 2: upgraded after it)
+//! ```
+//!
+//! A checkpoint covers the log up to the end of `mark`'s record; opening
+//! reads it, checks that the log still holds that record there (length and
+//! checksum), and integrates only the records after it. Commit bodies stay
+//! in the log and are read by offset when a merge, history or a peer needs
+//! them. A checkpoint that is torn (checksum), from another format, or
+//! stale (the log is shorter or differs at the mark) is never trusted: the
+//! log is scanned whole and a new checkpoint written. Checkpoints are
+//! written whole over the previous one right after a log flush; a crash in
+//! the middle leaves a torn one, which opening detects.
+
+use std::ops::Range;
+
+use crate::codec::{Reader, Writer};
+use crate::commit::CommitId;
+use crate::error::{Error, Result};
+use crate::log::RecordMark;
+use crate::repository::SetDigest;
+use crate::schema::SchemaId;
+
+pub const MAGIC: [u8; 8] = *b"IBEXCKPT";
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A commit as a checkpoint knows it: where it is and what the graph needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedCommit {
+    pub id: CommitId,
+    pub offset: u64,
+    pub len: u32,
+    pub generation: u32,
+    pub depth: u16,
+    pub chain_bytes: u32,
+    pub value_bytes: u32,
+}
+
+impl SealedCommit {
+    pub fn mark(&self) -> RecordMark {
+        RecordMark { offset: self.offset, len: self.len, crc: 0 }
+    }
+}
+
+/// An item as a checkpoint knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SealedItem {
+    pub key: String,
+    pub leaves: Vec<CommitId>,
+    /// The head's schema and where its `deleted ‖ fields` bytes are in the
+    /// checkpoint (kept there, not decoded, until the item is used).
+    pub head: Option<(SchemaId, Range<usize>, bool)>,
+}
+
+/// A decoded checkpoint (heads still point into its bytes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub mark: Option<RecordMark>,
+    pub digest: SetDigest,
+    pub commits: Vec<SealedCommit>,
+    pub items: Vec<SealedItem>,
+}
+
+/// An item to write: key, leaves, head (schema, `deleted ‖ fields`, folded).
+pub type ItemEntry<'a> = (&'a str, &'a [CommitId], Option<(&'a SchemaId, &'a [u8], bool)>);
+
+/// What to write: every commit and item, heads already encoded.
+pub struct Contents<'a> {
+    pub mark: Option<RecordMark>,
+    pub digest: SetDigest,
+    /// Sorted by id.
+    pub commits: &'a [SealedCommit],
+    pub items: Vec<ItemEntry<'a>>,
+}
+
+pub fn encode(c: &Contents) -> Vec<u8> {
+    let mut w = Writer::with_capacity(64 + c.commits.len() * 48 + c.items.len() * 96);
+    w.raw(&MAGIC);
+    w.raw(&FORMAT_VERSION.to_le_bytes());
+    let body_at = w.len();
+    match c.mark {
+        None => w.u8(0),
+        Some(m) => {
+            w.u8(1);
+            w.varint(m.offset);
+            w.varint(m.len.into());
+            w.raw(&m.crc.to_le_bytes());
+        }
+    }
+    w.varint(c.digest.count);
+    w.raw(&c.digest.xor);
+    w.varint(c.commits.len() as u64);
+    for s in c.commits {
+        w.raw(&s.id.0);
+        w.varint(s.offset);
+        w.varint(s.len.into());
+        w.varint(s.generation.into());
+        w.varint(s.depth.into());
+        w.varint(s.chain_bytes.into());
+        w.varint(s.value_bytes.into());
+    }
+    w.varint(c.items.len() as u64);
+    for (key, leaves, head) in &c.items {
+        w.str(key);
+        w.varint(leaves.len() as u64);
+        for l in *leaves {
+            w.raw(&l.0);
+        }
+        match head {
+            None => w.u8(0),
+            Some((schema, bytes, folded)) => {
+                w.u8(if *folded { 1 } else { 2 });
+                w.str(&schema.ns);
+                w.varint(schema.version.into());
+                w.bytes(bytes);
+            }
+        }
+    }
+    let mut out = w.into_bytes();
+    let crc = crc32fast::hash(&out[body_at..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Decodes and checks a checkpoint. Every way it can be wrong is an error
+/// (the caller then scans the log): never a panic, never a partial result.
+pub fn decode(buf: &[u8]) -> Result<Checkpoint> {
+    let bad = |what: &str| Error::Storage(format!("checkpoint {what}"));
+    if buf.len() < 16 || buf[..8] != MAGIC {
+        return Err(bad("is not an Ibex checkpoint (or is torn)"));
+    }
+    let version = u32::from_le_bytes(buf[8..12].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(bad(&format!("has format {version}, this build reads {FORMAT_VERSION}")));
+    }
+    let body = &buf[12..buf.len() - 4];
+    let crc = u32::from_le_bytes(buf[buf.len() - 4..].try_into().expect("4 bytes"));
+    if crc32fast::hash(body) != crc {
+        return Err(bad("checksum mismatch (torn or damaged)"));
+    }
+    let mut r = Reader::new(body);
+    let mark = match r.u8("mark")? {
+        0 => None,
+        1 => {
+            let offset = r.varint("mark offset")?;
+            let len = u32::try_from(r.varint("mark length")?).map_err(|_| r.err("mark length"))?;
+            let crc = u32::from_le_bytes(r.array::<4>("mark crc")?);
+            Some(RecordMark { offset, len, crc })
+        }
+        _ => return Err(r.err("mark tag")),
+    };
+    let count = r.varint("digest count")?;
+    let xor = r.array::<32>("digest")?;
+    let n = r.count("commits", 38)?;
+    let mut commits = Vec::with_capacity(n);
+    let small = |v: u64, what: &str, r: &Reader| u32::try_from(v).map_err(|_| r.err(what));
+    for _ in 0..n {
+        let id = CommitId(r.array::<32>("commit id")?);
+        let offset = r.varint("offset")?;
+        let len = small(r.varint("length")?, "length", &r)?;
+        let generation = small(r.varint("generation")?, "generation", &r)?;
+        let depth = u16::try_from(r.varint("depth")?).map_err(|_| r.err("depth"))?;
+        let chain_bytes = small(r.varint("chain bytes")?, "chain bytes", &r)?;
+        let value_bytes = small(r.varint("value bytes")?, "value bytes", &r)?;
+        if commits.last().is_some_and(|p: &SealedCommit| p.id >= id) {
+            return Err(r.err("commits out of order"));
+        }
+        commits.push(SealedCommit { id, offset, len, generation, depth, chain_bytes, value_bytes });
+    }
+    let m = r.count("items", 3)?;
+    let mut items = Vec::with_capacity(m);
+    for _ in 0..m {
+        let key = r.str("item key")?.to_owned();
+        let k = r.count("leaves", 32)?;
+        let mut leaves = Vec::with_capacity(k);
+        for _ in 0..k {
+            leaves.push(CommitId(r.array::<32>("leaf id")?));
+        }
+        let head = match r.u8("head tag")? {
+            0 => None,
+            tag @ (1 | 2) => {
+                let ns = r.str("head namespace")?.to_owned();
+                let version = small(r.varint("head version")?, "head version", &r)?;
+                let len = r.varint("head length")? as usize;
+                let at = r.offset();
+                r.take(len, "head")?;
+                // Offsets into `buf` (the body starts at 12).
+                Some((SchemaId::new(ns, version), 12 + at..12 + at + len, tag == 1))
+            }
+            _ => return Err(r.err("head tag")),
+        };
+        items.push(SealedItem { key, leaves, head });
+    }
+    r.finish("checkpoint")?;
+    Ok(Checkpoint { mark, digest: SetDigest { count, xor }, commits, items })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        let commits = [
+            SealedCommit { id: CommitId([1; 32]), offset: 12, len: 300, generation: 1, depth: 0, chain_bytes: 0, value_bytes: 200 },
+            SealedCommit { id: CommitId([2; 32]), offset: 320, len: 90, generation: 2, depth: 1, chain_bytes: 40, value_bytes: 240 },
+        ];
+        let leaves = [CommitId([2; 32])];
+        let schema = SchemaId::new("task", 3);
+        encode(&Contents {
+            mark: Some(RecordMark { offset: 320, len: 90, crc: 0xdead_beef }),
+            digest: SetDigest { count: 2, xor: [3; 32] },
+            commits: &commits,
+            items: vec![("k", &leaves, Some((&schema, &[0u8, 0][..], true))), ("other", &[], None)],
+        })
+    }
+
+    #[test]
+    fn round_trips() {
+        let b = sample();
+        let c = decode(&b).unwrap();
+        assert_eq!(c.mark, Some(RecordMark { offset: 320, len: 90, crc: 0xdead_beef }));
+        assert_eq!(c.commits.len(), 2);
+        assert_eq!(c.items[0].leaves, vec![CommitId([2; 32])]);
+        let (schema, range, folded) = c.items[0].head.clone().unwrap();
+        assert!(folded);
+        assert_eq!(schema, SchemaId::new("task", 3));
+        assert_eq!(&b[range], &[0u8, 0]);
+        assert_eq!(c.items[1].head, None);
+    }
+
+    #[test]
+    fn torn_or_flipped_at_any_byte_is_refused() {
+        let b = sample();
+        for cut in 0..b.len() {
+            assert!(decode(&b[..cut]).is_err(), "cut at {cut}");
+        }
+        for i in 0..b.len() {
+            let mut x = b.clone();
+            x[i] ^= 0x40;
+            assert!(decode(&x).is_err(), "flip at {i}");
+        }
+    }
+}
