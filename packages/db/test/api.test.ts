@@ -140,6 +140,21 @@ describe("damaged storage", () => {
     bytes[at] = bytes[at]! ^ 0xff;
     writeFileSync(file, bytes);
 
+    // With its checkpoint, opening reads no log: every item's value is
+    // there (the checkpoint holds it); the damage shows when the damaged
+    // record is needed, as an error naming it, and nothing is changed.
+    const withCheckpoint = await openDb({ storage: { dir } });
+    await withCheckpoint.open("/data/todos");
+    expect(withCheckpoint.status.repos["/data/todos"]!.report!.checkpoint).toMatch(/^used/);
+    expect(withCheckpoint.keys("/data/todos").sort()).toEqual(["k0", "k1", "k2"]);
+    expect(withCheckpoint.item("/data/todos/k1")!.get("text")).toBe("item number 1");
+    await expect(withCheckpoint.history("/data/todos/k1")).rejects.toMatchObject({ code: "ERR_STORAGE", message: expect.stringContaining("checksum") });
+    await withCheckpoint.close();
+
+    // Without it, the whole log is scanned: the damaged record is reported
+    // and skipped, the rest opens, and a new checkpoint is written.
+    const { rmSync } = await import("node:fs");
+    rmSync(`${file.slice(0, -4)}.ckpt`);
     const again = await openDb({ storage: { dir } });
     const errors: string[] = [];
     again.onError((e) => errors.push(e.message));
@@ -147,6 +162,7 @@ describe("damaged storage", () => {
     const report = again.status.repos["/data/todos"]!.report!;
     expect(report.corrupt).toHaveLength(1);
     expect(report.corrupt[0]!.reason).toContain("checksum");
+    expect(report.checkpoint).toMatch(/^rebuilt/);
     expect(again.keys("/data/todos").sort()).toEqual(["k0", "k2"]);
     expect(errors.join()).toContain("damaged");
     await again.close();

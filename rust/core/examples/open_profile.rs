@@ -32,4 +32,19 @@ fn main() {
         repo.encode_head(k, &mut w);
     }
     println!("encode every head: {:?}, {} bytes", t.elapsed(), w.into_bytes().len());
+    // With a checkpoint: the first open writes it, the second uses it.
+    let ckpt = MemStorage::new();
+    let reg = repo.registry().clone();
+    let t = Instant::now();
+    let (_, report) = Repository::open_checkpointed(RepoPath::parse("/data/items").unwrap(), reg.clone(), Box::new(MemStorage::from_bytes(bytes.clone())), Box::new(ckpt.clone())).unwrap();
+    println!("open + write a checkpoint: {:?} ({:?}, {} bytes)", t.elapsed(), report.checkpoint, ckpt.bytes().len());
+    let t = Instant::now();
+    let (mut repo, report) = Repository::open_checkpointed(RepoPath::parse("/data/items").unwrap(), reg, Box::new(MemStorage::from_bytes(bytes.clone())), Box::new(ckpt)).unwrap();
+    println!("open from the checkpoint: {:?} ({:?})", t.elapsed(), report.checkpoint);
+    let t = Instant::now();
+    let mut w = codec::Writer::new();
+    for k in &keys {
+        repo.encode_head(k, &mut w);
+    }
+    println!("encode every head from the checkpoint: {:?}, {} bytes", t.elapsed(), w.into_bytes().len());
 }

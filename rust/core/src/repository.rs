@@ -245,7 +245,7 @@ pub struct Repository {
     /// Entries of `sealed` not read into `nodes` yet.
     cold: usize,
     /// The bytes of the checkpoint opened from (sealed heads point into it).
-    ckpt_buf: Arc<[u8]>,
+    ckpt_buf: Vec<u8>,
     checkpoint: Option<CheckpointState>,
 }
 
@@ -294,7 +294,7 @@ impl Repository {
             digest: SetDigest::default(),
             sealed: Vec::new(),
             cold: 0,
-            ckpt_buf: Arc::from(Vec::new()),
+            ckpt_buf: Vec::new(),
             checkpoint: None,
         }
     }
@@ -377,7 +377,7 @@ impl Repository {
             });
             repo.items.insert(Arc::from(it.key), ItemState { leaves: it.leaves, sealed_head: head, ..Default::default() });
         }
-        repo.ckpt_buf = Arc::from(bytes);
+        repo.ckpt_buf = bytes;
         repo
     }
 

@@ -144,7 +144,10 @@ impl Database {
     /// Opens a repository from its log (idempotent: an open repository is
     /// left as it is and reports nothing new). `/sys/sessions` holds the
     /// certificates this replica received.
-    pub fn open(&mut self, repo: &str, storage: Box<dyn Storage>) -> Result<LoadReport> {
+    /// Opens a repository; with `checkpoint` storage, from its checkpoint
+    /// (see `ibex_core::checkpoint`). `/sys/sessions` never has one: it is
+    /// read whole into the trust store.
+    pub fn open(&mut self, repo: &str, storage: Box<dyn Storage>, checkpoint: Option<Box<dyn Storage>>) -> Result<LoadReport> {
         let path = RepoPath::parse(repo)?;
         if path.as_str() == SESSIONS {
             if self.certs.is_some() {
@@ -168,7 +171,10 @@ impl Database {
         if self.repos.0.contains_key(&path) {
             return Ok(LoadReport::default());
         }
-        let (r, report) = Repository::open(path.clone(), self.registry.clone(), storage)?;
+        let (r, report) = match checkpoint {
+            Some(ck) => Repository::open_checkpointed(path.clone(), self.registry.clone(), storage, ck)?,
+            None => Repository::open(path.clone(), self.registry.clone(), storage)?,
+        };
         self.repos.0.insert(path.clone(), r);
         self.sync.open(&mut self.repos, &path);
         Ok(report)
@@ -400,6 +406,13 @@ impl Database {
         self.repos.0.values_mut().try_for_each(Repository::flush)
     }
 
+    /// Flushes, then writes a checkpoint of every open repository (closing
+    /// time: the next open reads no log).
+    pub fn checkpoint(&mut self) -> Result<()> {
+        self.flush()?;
+        self.repos.0.values_mut().try_for_each(Repository::write_checkpoint)
+    }
+
     pub fn history(&mut self, repo: &str, key: &str) -> Result<Vec<HistoryEntry>> {
         self.repo_mut(repo)?.history(key)
     }
@@ -409,6 +422,9 @@ impl Database {
         let path = RepoPath::parse(repo)?;
         if let Some(mut r) = self.repos.0.remove(&path) {
             r.flush()?;
+            // Closing writes a checkpoint of everything: the next open reads
+            // no log at all.
+            r.write_checkpoint()?;
         }
         Ok(())
     }
@@ -511,7 +527,7 @@ mod tests {
     fn mutate_reports_each_outcome_and_persists() {
         let mem = MemStorage::new();
         let mut rep = Database::new([1; 32], &schemas()).unwrap();
-        rep.open("/data/todos", Box::new(mem.clone())).unwrap();
+        rep.open("/data/todos", Box::new(mem.clone()), None).unwrap();
         let batch =
             encode_mutations(&[put("a", "text", Value::Str("milk".into())), put("a", "text", Value::Str("milk".into())), put("b", "text", Value::Num(3.0)), put("c", "nope", Value::Bool(true))]);
         assert_eq!(outcomes(&rep.mutate(&batch, 1000).unwrap()), vec![1, 0, 2, 2]);
@@ -519,15 +535,32 @@ mod tests {
         assert_eq!(rep.unacked(), 1, "a local commit is unacknowledged until a server says so");
         rep.flush().unwrap();
         let mut again = Database::new([1; 32], &schemas()).unwrap();
-        let report = again.open("/data/todos", Box::new(mem)).unwrap();
+        let report = again.open("/data/todos", Box::new(mem), None).unwrap();
         assert_eq!(report.commits, 1);
         assert_eq!(again.heads("/data/todos").unwrap(), rep.heads("/data/todos").unwrap());
     }
 
     #[test]
+    fn closing_writes_a_checkpoint_that_the_next_open_uses() {
+        let (log, ck) = (MemStorage::new(), MemStorage::new());
+        let mut rep = Database::new([1; 32], &schemas()).unwrap();
+        let report = rep.open("/data/todos", Box::new(log.clone()), Some(Box::new(ck.clone()))).unwrap();
+        assert_eq!(report.checkpoint, ibex_core::CheckpointUse::Created);
+        let batch = encode_mutations(&[put("a", "text", Value::Str("milk".into())), put("b", "text", Value::Str("eggs".into()))]);
+        rep.mutate(&batch, 1000).unwrap();
+        let heads = rep.heads("/data/todos").unwrap();
+        rep.close("/data/todos").unwrap();
+        let mut again = Database::new([1; 32], &schemas()).unwrap();
+        let report = again.open("/data/todos", Box::new(log), Some(Box::new(ck))).unwrap();
+        assert_eq!(report.checkpoint, ibex_core::CheckpointUse::Used { tail: 0 });
+        assert_eq!(report.commits, 2);
+        assert_eq!(again.heads("/data/todos").unwrap(), heads);
+    }
+
+    #[test]
     fn every_batch_gets_one_outcome_per_write_even_unreadable_ones() {
         let mut rep = Database::new([1; 32], &schemas()).unwrap();
-        rep.open("/data/todos", Box::new(MemStorage::new())).unwrap();
+        rep.open("/data/todos", Box::new(MemStorage::new()), None).unwrap();
         // Two writes, the second cut short: the first commits, the second
         // fails alone, and nothing panics or errors the whole batch.
         let full = encode_mutations(&[put("a", "text", Value::Str("milk".into())), put("b", "text", Value::Str("eggs".into()))]);
@@ -544,8 +577,8 @@ mod tests {
     fn remote_commits_are_reported_as_changed_local_ones_are_not() {
         let mut a = Database::new([1; 32], &schemas()).unwrap();
         let mut b = Database::new([2; 32], &schemas()).unwrap();
-        a.open("/data/todos", Box::new(MemStorage::new())).unwrap();
-        b.open("/data/todos", Box::new(MemStorage::new())).unwrap();
+        a.open("/data/todos", Box::new(MemStorage::new()), None).unwrap();
+        b.open("/data/todos", Box::new(MemStorage::new()), None).unwrap();
         a.mutate(&encode_mutations(&[put("x", "text", Value::Str("hi".into()))]), 5).unwrap();
         assert_eq!(a.changed(), vec![0]);
         let repo = a.repos.0.values().next().unwrap();
@@ -567,8 +600,8 @@ mod tests {
     fn export_then_import_merges_and_rejects_forgeries() {
         let mut a = Database::new([1; 32], &schemas()).unwrap();
         let mut b = Database::new([2; 32], &schemas()).unwrap();
-        a.open("/data/todos", Box::new(MemStorage::new())).unwrap();
-        b.open("/data/todos", Box::new(MemStorage::new())).unwrap();
+        a.open("/data/todos", Box::new(MemStorage::new()), None).unwrap();
+        b.open("/data/todos", Box::new(MemStorage::new()), None).unwrap();
         a.mutate(&encode_mutations(&[put("x", "text", Value::Str("one".into()))]), 5).unwrap();
         a.mutate(&encode_mutations(&[put("x", "text", Value::Str("two".into()))]), 6).unwrap();
         b.mutate(&encode_mutations(&[put("y", "text", Value::Str("mine".into()))]), 5).unwrap();
@@ -578,7 +611,7 @@ mod tests {
         assert_eq!(b.counts("/data/todos").unwrap(), (2, 3));
         // A forged record (valid checksum, altered content) is rejected.
         let mut c = Database::new([3; 32], &schemas()).unwrap();
-        c.open("/data/todos", Box::new(MemStorage::new())).unwrap();
+        c.open("/data/todos", Box::new(MemStorage::new()), None).unwrap();
         let scan = ibex_core::log::scan(&image).unwrap();
         let mut forged = ibex_core::log::header().to_vec();
         for (_, p) in scan.payloads(&image) {
@@ -630,8 +663,8 @@ mod tests {
             certs.push(sessions.commit(&id).unwrap().bytes().to_vec());
         }
         let mut db = Database::new([2; 32], &schemas()).unwrap();
-        db.open(SESSIONS, Box::new(MemStorage::new())).unwrap();
-        db.open("/user/alice", Box::new(MemStorage::new())).unwrap();
+        db.open(SESSIONS, Box::new(MemStorage::new()), None).unwrap();
+        db.open("/user/alice", Box::new(MemStorage::new()), None).unwrap();
         // Nothing is accepted before the handshake.
         let cert_frame = Frame::Commits { repo: RepoPath::parse(SESSIONS).unwrap(), commits: certs.clone() }.encode();
         assert_eq!(db.sync_receive(&cert_frame, 1).unwrap_err().code(), "ERR_HANDSHAKE");
@@ -662,7 +695,7 @@ mod tests {
         db.sync_receive(&Frame::Commits { repo: RepoPath::parse("/user/alice").unwrap(), commits: vec![ok_repo.commit(&id).unwrap().bytes().to_vec()] }.encode(), 5).unwrap();
         assert_eq!(db.counts("/user/alice").unwrap(), (1, 1));
         // Writing bob's repository locally is refused too.
-        db.open("/user/bob", Box::new(MemStorage::new())).unwrap();
+        db.open("/user/bob", Box::new(MemStorage::new()), None).unwrap();
         let m = Mutation {
             repo: RepoPath::parse("/user/bob").unwrap(),
             key: "k".into(),

@@ -3,7 +3,7 @@
 //! (not per-field messages) cross the boundary; errors are JS `Error`s with
 //! a `code`.
 
-use ibex_core::{LoadReport, MemStorage, Storage};
+use ibex_core::{CheckpointUse, LoadReport, MemStorage, Storage};
 use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use web_sys::FileSystemSyncAccessHandle;
@@ -47,6 +47,13 @@ fn report_to_js(r: &LoadReport, items: usize) -> JsValue {
         rejected.push(&e);
     }
     set(&o, "rejected", rejected);
+    let ck = match &r.checkpoint {
+        CheckpointUse::None => "none".to_owned(),
+        CheckpointUse::Used { tail } => format!("used ({tail} records after it)"),
+        CheckpointUse::Created => "created".to_owned(),
+        CheckpointUse::Rebuilt(why) => format!("rebuilt: {why}"),
+    };
+    set(&o, "checkpoint", ck.as_str());
     o.into()
 }
 
@@ -74,31 +81,36 @@ impl Engine {
         self.db.session().id().to_hex()
     }
 
-    fn open(&mut self, repo: &str, storage: Box<dyn Storage>) -> Result<JsValue, JsValue> {
-        let report = self.db.open(repo, storage).map_err(|e| to_js(&e))?;
+    fn open(&mut self, repo: &str, storage: Box<dyn Storage>, checkpoint: Option<Box<dyn Storage>>) -> Result<JsValue, JsValue> {
+        let report = self.db.open(repo, storage, checkpoint).map_err(|e| to_js(&e))?;
         // `/sys/sessions` is a list of certificates, not items.
         let items = self.db.counts(repo).map_or(0, |(items, _)| items);
         Ok(report_to_js(&report, items))
     }
 
-    /// Opens a repository stored in an OPFS file; returns its load report.
+    /// Opens a repository stored in an OPFS file, with its checkpoint in a
+    /// second file when given; returns its load report.
     #[wasm_bindgen(js_name = openOpfs)]
-    pub fn open_opfs(&mut self, repo: &str, handle: FileSystemSyncAccessHandle) -> Result<JsValue, JsValue> {
+    pub fn open_opfs(&mut self, repo: &str, handle: FileSystemSyncAccessHandle, checkpoint: Option<FileSystemSyncAccessHandle>) -> Result<JsValue, JsValue> {
         let storage = OpfsStorage::new(handle).map_err(|e| to_js(&e))?;
-        self.open(repo, Box::new(storage))
+        let checkpoint = match checkpoint {
+            Some(h) => Some(Box::new(OpfsStorage::new(h).map_err(|e| to_js(&e))?) as Box<dyn Storage>),
+            None => None,
+        };
+        self.open(repo, Box::new(storage), checkpoint)
     }
 
     /// Opens a repository stored by a JS `LogBackend` (Node files,
-    /// IndexedDB, …).
+    /// IndexedDB, …), with its checkpoint in a second one when given.
     #[wasm_bindgen(js_name = openBackend)]
-    pub fn open_backend(&mut self, repo: &str, backend: LogBackend) -> Result<JsValue, JsValue> {
-        self.open(repo, Box::new(JsStorage(backend)))
+    pub fn open_backend(&mut self, repo: &str, backend: LogBackend, checkpoint: Option<LogBackend>) -> Result<JsValue, JsValue> {
+        self.open(repo, Box::new(JsStorage(backend)), checkpoint.map(|c| Box::new(JsStorage(c)) as Box<dyn Storage>))
     }
 
     /// Opens a repository that lives only in memory.
     #[wasm_bindgen(js_name = openMemory)]
     pub fn open_memory(&mut self, repo: &str) -> Result<JsValue, JsValue> {
-        self.open(repo, Box::new(MemStorage::new()))
+        self.open(repo, Box::new(MemStorage::new()), None)
     }
 
     #[wasm_bindgen(js_name = isOpen)]
@@ -141,6 +153,11 @@ impl Engine {
     /// Makes everything written so far durable (the storage's flush).
     pub fn flush(&mut self) -> Result<(), JsValue> {
         self.db.flush().map_err(|e| to_js(&e))
+    }
+
+    /// Flushes and writes every open repository's checkpoint (on close).
+    pub fn checkpoint(&mut self) -> Result<(), JsValue> {
+        self.db.checkpoint().map_err(|e| to_js(&e))
     }
 
     /// The repository as a log image (a backup `import` reads back).

@@ -1,8 +1,9 @@
 // Storage for the engine in a browser worker.
 //
-// OPFS: one file per repository under `ibex/<database>/`, accessed through
-// a `FileSystemSyncAccessHandle` that the WASM engine owns (reads and
-// writes are synchronous; `flush()` is the durability point).
+// OPFS: one file per repository under `ibex/<database>/`, and its
+// checkpoint beside it (`.ckpt`), accessed through
+// `FileSystemSyncAccessHandle`s that the WASM engine owns (reads and writes
+// are synchronous; `flush()` is the durability point).
 //
 // IndexedDB (where sync access handles do not exist): the same log bytes,
 // stored as chunks. The whole log is read at open; appends stay in memory
@@ -98,14 +99,21 @@ export class OpfsProvider implements StorageProvider {
   }
 
   async open(engine: WasmEngine, repo: string): Promise<LoadReport> {
-    const file = await (await this.dir()).getFileHandle(fileName(repo), { create: true });
-    const h = await syncHandle(file);
+    const dir = await this.dir();
+    const h = await syncHandle(await dir.getFileHandle(fileName(repo), { create: true }));
+    // Session certificates are read whole into the trust store: no checkpoint.
+    const ck = repo === "/sys/sessions" ? undefined : await syncHandle(await dir.getFileHandle(`${fileName(repo)}.ckpt`, { create: true })).catch((e) => {
+      h.close();
+      throw e;
+    });
     try {
-      const report = engine.openOpfs!(repo, h);
+      const report = engine.openOpfs!(repo, h, ck);
       this.handles.push(h);
+      if (ck) this.handles.push(ck);
       return report;
     } catch (e) {
       h.close();
+      ck?.close();
       throw e;
     }
   }
@@ -239,9 +247,10 @@ export class IdbProvider implements StorageProvider {
     return seed;
   }
 
-  async open(engine: WasmEngine, repo: string): Promise<LoadReport> {
+  /** The chunks stored under `name`, as one log. */
+  private async log(name: string): Promise<IdbLog> {
     const db = await this.db;
-    const range = IDBKeyRange.bound([repo, 0], [repo, Number.MAX_SAFE_INTEGER]);
+    const range = IDBKeyRange.bound([name, 0], [name, Number.MAX_SAFE_INTEGER]);
     const chunks = (await request(db.transaction("chunks").objectStore("chunks").getAll(range))) as Uint8Array[];
     const total = chunks.reduce((n, c) => n + c.length, 0);
     const bytes = new Uint8Array(total);
@@ -250,6 +259,12 @@ export class IdbProvider implements StorageProvider {
       bytes.set(c, at);
       at += c.length;
     }
-    return engine.openBackend(repo, new IdbLog(this, repo, bytes, chunks.length));
+    return new IdbLog(this, name, bytes, chunks.length);
+  }
+
+  async open(engine: WasmEngine, repo: string): Promise<LoadReport> {
+    // The checkpoint under `<repo>#checkpoint` (`#` is never in a path).
+    const checkpoint = repo === "/sys/sessions" ? undefined : await this.log(`${repo}#checkpoint`);
+    return engine.openBackend(repo, await this.log(repo), checkpoint);
   }
 }

@@ -349,7 +349,8 @@ export class EngineHost {
           this.sync?.stop();
           if (this.autoFlush) clearTimeout(this.autoFlush);
           this.autoFlush = null;
-          engine.flush();
+          // A checkpoint of everything: the next open reads no log.
+          engine.checkpoint();
           await this.storage.durable?.();
           this.storage.close?.();
           this.send({ t: "done", id: msg.id });

@@ -6,14 +6,17 @@ import type { LoadReport, User } from "../wire/protocol.js";
 /** The parts of the wasm-bindgen `Engine` the host uses. */
 export interface WasmEngine {
   readonly sessionId: string;
-  openBackend(repo: string, backend: LogBackend): LoadReport;
+  /** `checkpoint`: where the repository's checkpoint lives (rust/core/src/checkpoint.rs). */
+  openBackend(repo: string, backend: LogBackend, checkpoint?: LogBackend): LoadReport;
   openMemory(repo: string): LoadReport;
-  openOpfs?(repo: string, handle: FileSystemSyncAccessHandle): LoadReport;
+  openOpfs?(repo: string, handle: FileSystemSyncAccessHandle, checkpoint?: FileSystemSyncAccessHandle): LoadReport;
   heads(repo: string): Uint8Array;
   mutate(batch: Uint8Array, now: number): Uint8Array;
   mutatedHeads(): Uint8Array;
   changed(): Uint8Array;
   flush(): void;
+  /** Flushes, then writes every open repository's checkpoint. */
+  checkpoint(): void;
   history(repo: string, key: string): unknown[];
   export(repo: string): Uint8Array;
   syncConnected(now: number): void;

@@ -62,7 +62,8 @@ export class NodeFileBackend implements LogBackend {
   }
 }
 
-/** `<dir>/<type>/<name>.log` per repository, `<dir>/session.seed`. */
+/** `<dir>/<type>/<name>.log` per repository and its checkpoint
+ * `<name>.ckpt` beside it, `<dir>/session.seed`. */
 export class NodeDirStorage implements StorageProvider {
   readonly kind = "files";
   private files: NodeFileBackend[] = [];
@@ -93,9 +94,13 @@ export class NodeDirStorage implements StorageProvider {
   }
 
   async open(engine: WasmEngine, repo: string) {
-    const backend = new NodeFileBackend(join(this.dir, ...repo.split("/").filter(Boolean)) + ".log");
+    const base = join(this.dir, ...repo.split("/").filter(Boolean));
+    const backend = new NodeFileBackend(`${base}.log`);
     this.files.push(backend);
-    return engine.openBackend(repo, backend);
+    // Session certificates are read whole into the trust store: no checkpoint.
+    const checkpoint = repo === "/sys/sessions" ? undefined : new NodeFileBackend(`${base}.ckpt`);
+    if (checkpoint) this.files.push(checkpoint);
+    return engine.openBackend(repo, backend, checkpoint);
   }
 
   close(): void {

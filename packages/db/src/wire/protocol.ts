@@ -10,6 +10,9 @@ export interface LoadReport {
   pending: number;
   corrupt: { offset: number; length: number; reason: string }[];
   rejected: { offset: number; code: string; message: string }[];
+  /** How opening used the checkpoint beside the log: "used (N records after
+   * it)", "created", "rebuilt: <why it could not be trusted>", or "none". */
+  checkpoint: string;
 }
 
 export interface HistoryEntry {
