@@ -36,7 +36,7 @@ fn run(n: usize, rate: f64, mode: &str) -> String {
     for i in 0..n {
         write(&mut server, &ks, &format!("k{i}"), i as f64, 1_000 + i as i64);
     }
-    for id in server.commit_ids().copied().collect::<Vec<_>>() {
+    for id in server.commit_ids().collect::<Vec<_>>() {
         client.insert(server.commit(&id).expect("held").to_signed().expect("valid")).expect("insert");
     }
     let d = if mode == "nothing" { 0 } else { ((n as f64 * rate).round() as usize).max(2) };

@@ -8,9 +8,11 @@
 //!        | u8 1 ‖ varint offset ‖ varint len ‖ u32 LE crc
 //!                                                (the last record covered, as in the log)
 //! digest = varint count ‖ 32 B xor               (of every commit id)
-//! commit = 32 B id ‖ varint offset ‖ varint len  (where its record is)
-//!          ‖ varint generation ‖ varint depth ‖ varint chain_bytes ‖ varint value_bytes
-//!                                                (sorted by id, every integrated commit)
+//! commit = 32 B id ‖ u64 offset ‖ u32 len       (where its record is; all LE)
+//!          ‖ u32 generation ‖ u16 depth ‖ u32 chain_bytes ‖ u32 value_bytes
+//!                                                (58 bytes, sorted by id, every integrated
+//!                                                commit; fixed size so it is searched
+//!                                                in place, never decoded whole)
 //! item   = str key ‖ varint k ‖ k × 32 B leaf id ‖ head
 //! head   = u8 0                                  (not computed when written)
 //!        | u8 1 or 2 ‖ str ns ‖ varint version ‖ bytes (u8 deleted ‖ fields, value.rs)
@@ -52,9 +54,78 @@ pub struct SealedCommit {
     pub value_bytes: u32,
 }
 
+/// Bytes of one commit record in the table.
+pub const COMMIT_RECORD: usize = 58;
+
 impl SealedCommit {
     pub fn mark(&self) -> RecordMark {
         RecordMark { offset: self.offset, len: self.len, crc: 0 }
+    }
+
+    fn write(&self, w: &mut Writer) {
+        w.raw(&self.id.0);
+        w.raw(&self.offset.to_le_bytes());
+        w.raw(&self.len.to_le_bytes());
+        w.raw(&self.generation.to_le_bytes());
+        w.raw(&self.depth.to_le_bytes());
+        w.raw(&self.chain_bytes.to_le_bytes());
+        w.raw(&self.value_bytes.to_le_bytes());
+    }
+
+    /// Reads the record at the start of `b` (`COMMIT_RECORD` bytes).
+    pub fn read(b: &[u8]) -> SealedCommit {
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        SealedCommit {
+            id: CommitId(b[..32].try_into().expect("32 bytes")),
+            offset: u64::from_le_bytes(b[32..40].try_into().expect("8 bytes")),
+            len: u32_at(40),
+            generation: u32_at(44),
+            depth: u16::from_le_bytes(b[48..50].try_into().expect("2 bytes")),
+            chain_bytes: u32_at(50),
+            value_bytes: u32_at(54),
+        }
+    }
+}
+
+/// The commit table of a checkpoint, searched in place.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Table {
+    /// Where the records are in the checkpoint's bytes.
+    pub at: Range<usize>,
+}
+
+impl Table {
+    pub fn len(&self) -> usize {
+        self.at.len() / COMMIT_RECORD
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+
+    /// The id of record `i`.
+    pub fn id<'a>(&self, buf: &'a [u8], i: usize) -> &'a [u8; 32] {
+        let at = self.at.start + i * COMMIT_RECORD;
+        buf[at..at + 32].try_into().expect("32 bytes")
+    }
+
+    pub fn get(&self, buf: &[u8], i: usize) -> SealedCommit {
+        let at = self.at.start + i * COMMIT_RECORD;
+        SealedCommit::read(&buf[at..at + COMMIT_RECORD])
+    }
+
+    /// Binary search by id.
+    pub fn find(&self, buf: &[u8], id: &CommitId) -> Option<usize> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.id(buf, mid).cmp(&id.0) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
     }
 }
 
@@ -73,7 +144,7 @@ pub struct SealedItem {
 pub struct Checkpoint {
     pub mark: Option<RecordMark>,
     pub digest: SetDigest,
-    pub commits: Vec<SealedCommit>,
+    pub commits: Table,
     pub items: Vec<SealedItem>,
 }
 
@@ -107,13 +178,7 @@ pub fn encode(c: &Contents) -> Vec<u8> {
     w.raw(&c.digest.xor);
     w.varint(c.commits.len() as u64);
     for s in c.commits {
-        w.raw(&s.id.0);
-        w.varint(s.offset);
-        w.varint(s.len.into());
-        w.varint(s.generation.into());
-        w.varint(s.depth.into());
-        w.varint(s.chain_bytes.into());
-        w.varint(s.value_bytes.into());
+        s.write(&mut w);
     }
     w.varint(c.items.len() as u64);
     for (key, leaves, head) in &c.items {
@@ -167,22 +232,17 @@ pub fn decode(buf: &[u8]) -> Result<Checkpoint> {
     };
     let count = r.varint("digest count")?;
     let xor = r.array::<32>("digest")?;
-    let n = r.count("commits", 38)?;
-    let mut commits = Vec::with_capacity(n);
-    let small = |v: u64, what: &str, r: &Reader| u32::try_from(v).map_err(|_| r.err(what));
-    for _ in 0..n {
-        let id = CommitId(r.array::<32>("commit id")?);
-        let offset = r.varint("offset")?;
-        let len = small(r.varint("length")?, "length", &r)?;
-        let generation = small(r.varint("generation")?, "generation", &r)?;
-        let depth = u16::try_from(r.varint("depth")?).map_err(|_| r.err("depth"))?;
-        let chain_bytes = small(r.varint("chain bytes")?, "chain bytes", &r)?;
-        let value_bytes = small(r.varint("value bytes")?, "value bytes", &r)?;
-        if commits.last().is_some_and(|p: &SealedCommit| p.id >= id) {
+    let n = r.count("commits", COMMIT_RECORD)?;
+    let start = 12 + r.offset();
+    r.take(n * COMMIT_RECORD, "commit table")?;
+    let commits = Table { at: start..start + n * COMMIT_RECORD };
+    // Binary search trusts the order: check it (cheap next to reading).
+    for i in 1..n {
+        if commits.id(buf, i - 1) >= commits.id(buf, i) {
             return Err(r.err("commits out of order"));
         }
-        commits.push(SealedCommit { id, offset, len, generation, depth, chain_bytes, value_bytes });
     }
+    let small = |v: u64, what: &str, r: &Reader| u32::try_from(v).map_err(|_| r.err(what));
     let m = r.count("items", 3)?;
     let mut items = Vec::with_capacity(m);
     for _ in 0..m {
@@ -236,6 +296,9 @@ mod tests {
         let c = decode(&b).unwrap();
         assert_eq!(c.mark, Some(RecordMark { offset: 320, len: 90, crc: 0xdead_beef }));
         assert_eq!(c.commits.len(), 2);
+        assert_eq!(c.commits.find(&b, &CommitId([2; 32])), Some(1));
+        assert_eq!(c.commits.get(&b, 1), SealedCommit { id: CommitId([2; 32]), offset: 320, len: 90, generation: 2, depth: 1, chain_bytes: 40, value_bytes: 240 });
+        assert_eq!(c.commits.find(&b, &CommitId([9; 32])), None);
         assert_eq!(c.items[0].leaves, vec![CommitId([2; 32])]);
         let (schema, range, folded) = c.items[0].head.clone().unwrap();
         assert!(folded);

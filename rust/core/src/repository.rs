@@ -187,12 +187,23 @@ impl Pending {
     }
 }
 
-/// A commit known from the checkpoint: its record stays in the log until
-/// something needs it, then it is read into `nodes` (`hot`).
-#[derive(Debug, Clone, Copy)]
+/// The commits known from the checkpoint opened from: its table, searched
+/// in place, and which of them were read into `nodes` since.
+#[derive(Debug, Default)]
 struct Sealed {
-    c: SealedCommit,
-    hot: bool,
+    table: checkpoint::Table,
+    /// One bit per table record: read into `nodes`.
+    hot: Vec<u64>,
+}
+
+impl Sealed {
+    fn is_hot(&self, i: usize) -> bool {
+        self.hot[i / 64] >> (i % 64) & 1 == 1
+    }
+
+    fn set_hot(&mut self, i: usize) {
+        self.hot[i / 64] |= 1 << (i % 64);
+    }
 }
 
 /// The checkpoint's storage and what was written since the last one.
@@ -239,9 +250,9 @@ pub struct Repository {
     changed: HashSet<Arc<str>>,
     track_changes: bool,
     digest: SetDigest,
-    /// Commits of the checkpoint opened from, sorted by id (empty once every
-    /// one was read, or without a checkpoint).
-    sealed: Vec<Sealed>,
+    /// Commits of the checkpoint opened from (their records stay in the log
+    /// until something needs them, then they are read into `nodes`).
+    sealed: Sealed,
     /// Entries of `sealed` not read into `nodes` yet.
     cold: usize,
     /// The bytes of the checkpoint opened from (sealed heads point into it).
@@ -292,7 +303,7 @@ impl Repository {
             changed: HashSet::new(),
             track_changes: true,
             digest: SetDigest::default(),
-            sealed: Vec::new(),
+            sealed: Sealed::default(),
             cold: 0,
             ckpt_buf: Vec::new(),
             checkpoint: None,
@@ -365,7 +376,7 @@ impl Repository {
         let mut repo = Repository::new(path, registry);
         repo.digest = ck.digest;
         repo.cold = ck.commits.len();
-        repo.sealed = ck.commits.into_iter().map(|c| Sealed { c, hot: false }).collect();
+        repo.sealed = Sealed { hot: vec![0; ck.commits.len().div_ceil(64)], table: ck.commits };
         repo.items.reserve(ck.items.len());
         for it in ck.items {
             // A head in an older version than the app knows now is
@@ -425,7 +436,7 @@ impl Repository {
             };
             commits.push(SealedCommit { id: *id, offset: at.offset, len: at.len, generation: n.generation, depth: n.depth, chain_bytes: n.chain_bytes, value_bytes: n.value_bytes });
         }
-        commits.extend(self.sealed.iter().filter(|s| !s.hot).map(|s| s.c));
+        commits.extend((0..self.sealed.table.len()).filter(|i| !self.sealed.is_hot(*i)).map(|i| self.sealed.table.get(&self.ckpt_buf, i)));
         commits.sort_unstable_by_key(|c| c.id);
         let mut heads: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
         for k in &keys {
@@ -598,10 +609,10 @@ impl Repository {
     }
 
     fn sealed_at(&self, id: &CommitId) -> Option<usize> {
-        if self.sealed.is_empty() {
+        if self.cold == 0 {
             return None;
         }
-        self.sealed.binary_search_by(|s| s.c.id.cmp(id)).ok()
+        self.sealed.table.find(&self.ckpt_buf, id).filter(|i| !self.sealed.is_hot(*i))
     }
 
     /// An integrated commit held in memory. After opening from a checkpoint
@@ -634,10 +645,10 @@ impl Repository {
             return Ok(true);
         }
         let Some(i) = self.sealed_at(id) else { return Ok(false) };
-        let s = self.sealed[i];
+        let s = self.sealed.table.get(&self.ckpt_buf, i);
         let log = self.log.as_mut().ok_or_else(|| Error::Storage("a checkpointed repository without its log".into()))?;
-        let bytes = log.read_record(s.c.mark())?;
-        let mut c = StoredCommit::parse_known(bytes.into_boxed_slice(), s.c.id)?;
+        let bytes = log.read_record(s.mark())?;
+        let mut c = StoredCommit::parse_known(bytes.into_boxed_slice(), s.id)?;
         if let Some(ns) = self.registry.intern(&c.schema.ns) {
             c.schema.ns = ns;
         }
@@ -646,12 +657,9 @@ impl Repository {
             // One copy of the key for the item and all its commits.
             c.key = k;
         }
-        self.nodes.insert(*id, Node { commit: c, generation: s.c.generation, depth: s.c.depth, chain_bytes: s.c.chain_bytes, value_bytes: s.c.value_bytes, at: Some(s.c.mark()) });
-        self.sealed[i].hot = true;
+        self.nodes.insert(*id, Node { commit: c, generation: s.generation, depth: s.depth, chain_bytes: s.chain_bytes, value_bytes: s.value_bytes, at: Some(s.mark()) });
+        self.sealed.set_hot(i);
         self.cold -= 1;
-        if self.cold == 0 {
-            self.sealed = Vec::new();
-        }
         Ok(true)
     }
 
@@ -682,7 +690,7 @@ impl Repository {
         if self.cold == 0 {
             return Ok(());
         }
-        let ids: Vec<CommitId> = self.sealed.iter().filter(|s| !s.hot).map(|s| s.c.id).collect();
+        let ids: Vec<CommitId> = (0..self.sealed.table.len()).filter(|i| !self.sealed.is_hot(*i)).map(|i| CommitId(*self.sealed.table.id(&self.ckpt_buf, i))).collect();
         for id in ids {
             self.hot(&id)?;
         }
@@ -718,14 +726,15 @@ impl Repository {
     fn generation(&self, id: &CommitId) -> u32 {
         match self.nodes.get(id) {
             Some(n) => n.generation,
-            None => self.sealed_at(id).map_or(0, |i| self.sealed[i].c.generation),
+            None => self.sealed_at(id).map_or(0, |i| self.sealed.table.get(&self.ckpt_buf, i).generation),
         }
     }
 
     /// Every integrated commit id (in memory or only in the checkpoint), in
     /// no particular order.
-    pub fn commit_ids(&self) -> impl Iterator<Item = &CommitId> {
-        self.nodes.keys().chain(self.sealed.iter().filter(|s| !s.hot).map(|s| &s.c.id))
+    pub fn commit_ids(&self) -> impl Iterator<Item = CommitId> + '_ {
+        let cold = if self.cold == 0 { 0 } else { self.sealed.table.len() };
+        self.nodes.keys().copied().chain((0..cold).filter(|i| !self.sealed.is_hot(*i)).map(|i| CommitId(*self.sealed.table.id(&self.ckpt_buf, i))))
     }
 
     /// Current leaves of an item, sorted by `(timestamp, id)`.

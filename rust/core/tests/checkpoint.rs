@@ -41,7 +41,7 @@ type Everything = (BTreeMap<String, (SchemaId, ItemData)>, usize, SetDigest, Vec
 /// Everything a replica shows: heads, commits, history.
 fn everything(r: &mut Repository) -> Everything {
     let st = state(r);
-    let mut ids: Vec<CommitId> = r.commit_ids().copied().collect();
+    let mut ids: Vec<CommitId> = r.commit_ids().collect();
     ids.sort();
     let keys: Vec<String> = r.keys().map(str::to_owned).collect();
     let hist = keys.into_iter().map(|k| (k.clone(), r.history(&k).unwrap().into_iter().map(|h| h.id).collect())).collect();

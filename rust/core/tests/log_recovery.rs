@@ -105,7 +105,7 @@ fn damage_in_the_middle_is_reported_and_later_records_survive() {
     // Record 3 (item "a") does not depend on record 2 (item "b"): present.
     assert!(repo.contains_commit(&ids[2]));
     // Item "b"'s later commit lost its parent: parked, not invented.
-    assert!(!repo.commit_ids().any(|c| *c == ids[3]));
+    assert!(!repo.commit_ids().any(|c| c == ids[3]));
     assert_eq!(report.pending, 1);
     assert_eq!(storage.bytes(), bytes, "nothing after mid-log damage is truncated");
 }

@@ -390,7 +390,7 @@ impl World {
                 srv.trust.refresh_all(&mut repo);
                 srv.durable_certs = repo.keys().filter_map(|k| hex::decode(k).ok()?.try_into().ok().map(SessionId)).collect();
             }
-            let ids: BTreeSet<CommitId> = repo.commit_ids().copied().collect();
+            let ids: BTreeSet<CommitId> = repo.commit_ids().collect();
             srv.durable.insert(path.clone(), ids);
             repos.insert(path, SRepo { repo, disk, serves: BTreeMap::new(), held: Vec::new() });
         }
@@ -412,7 +412,7 @@ impl World {
             if !ok {
                 continue;
             }
-            let ids: BTreeSet<CommitId> = r.repo.commit_ids().copied().collect();
+            let ids: BTreeSet<CommitId> = r.repo.commit_ids().collect();
             srv.durable.insert(path.clone(), ids);
             let held = std::mem::take(&mut r.held);
             for (conn, f) in held {
@@ -434,13 +434,13 @@ impl World {
             Frame::Ack { ids, .. } => {
                 for p in ids {
                     if let Some(id) = r.repo.commit_ids().find(|id| id.prefix() == *p) {
-                        srv.acked.insert(*id);
-                        self.acked_anywhere.insert(*id);
+                        srv.acked.insert(id);
+                        self.acked_anywhere.insert(id);
                     }
                 }
             }
             Frame::Done { round, .. } | Frame::InSync { round, .. } => {
-                let all: BTreeSet<CommitId> = r.repo.commit_ids().copied().collect();
+                let all: BTreeSet<CommitId> = r.repo.commit_ids().collect();
                 srv.acked.extend(all.iter().copied());
                 self.acked_anywhere.extend(all.iter().copied());
                 let round = *round;
@@ -844,7 +844,7 @@ impl World {
         let cl = &mut self.clients[c];
         for (p, r) in cl.store.0.iter_mut() {
             if r.flush().is_ok() {
-                let ids: Vec<CommitId> = r.commit_ids().copied().filter(|id| cl.authored.contains(id)).collect();
+                let ids: Vec<CommitId> = r.commit_ids().filter(|id| cl.authored.contains(id)).collect();
                 cl.flushed.extend(ids);
                 let _ = p;
             }
@@ -877,7 +877,7 @@ impl World {
         // Everything it holds may be unknown to the server: all of it is
         // unacknowledged until a round says otherwise.
         for (path, repo) in store.0.iter() {
-            let mine: Vec<CommitId> = repo.commit_ids().copied().filter(|id| cl.authored.contains(id)).collect();
+            let mine: Vec<CommitId> = repo.commit_ids().filter(|id| cl.authored.contains(id)).collect();
             let _ = (path, mine);
         }
         cl.session = session;
@@ -964,8 +964,8 @@ impl World {
             let srv = &self.servers[cl.server];
             for (path, repo) in &cl.store.0 {
                 let durable = srv.durable.get(path).cloned().unwrap_or_default();
-                for id in repo.commit_ids() {
-                    if cl.authored.contains(id) && !durable.contains(id) {
+                for id in repo.commit_ids().collect::<Vec<_>>() {
+                    if cl.authored.contains(&id) && !durable.contains(&id) {
                         return Err(format!("invariant 2: client {c} says synced but its commit {id:?} in {path} is not durable on server {}", cl.server));
                     }
                 }

@@ -582,7 +582,7 @@ mod tests {
         a.mutate(&encode_mutations(&[put("x", "text", Value::Str("hi".into()))]), 5).unwrap();
         assert_eq!(a.changed(), vec![0]);
         let repo = a.repos.0.values().next().unwrap();
-        let bytes: Vec<Vec<u8>> = repo.commit_ids().map(|id| repo.commit(id).unwrap().bytes().to_vec()).collect();
+        let bytes: Vec<Vec<u8>> = repo.commit_ids().map(|id| repo.commit(&id).unwrap().bytes().to_vec()).collect();
         for c in &bytes {
             b.receive("/data/todos", c).unwrap();
         }

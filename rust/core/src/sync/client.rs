@@ -246,7 +246,7 @@ impl RepoClient {
             Frame::Want { round, all, keys, .. } if current(round, self) => {
                 let r = self.round.as_mut().expect("current round");
                 let ids: Vec<CommitId> = if all {
-                    repo.commit_ids().copied().collect()
+                    repo.commit_ids().collect()
                 } else {
                     let keyed = r.keyed.as_ref().ok_or_else(|| Error::decode("want before any cells or list", 0))?;
                     keys.iter().filter_map(|k| keyed.ids.get(k).copied()).collect()

@@ -366,13 +366,13 @@ pub struct Keyed {
 }
 
 impl Keyed {
-    pub fn new<'a>(ids: impl IntoIterator<Item = &'a CommitId>, salt: u64) -> Keyed {
+    pub fn new(ids: impl IntoIterator<Item = CommitId>, salt: u64) -> Keyed {
         let mut keys = Vec::new();
         let mut map = HashMap::new();
         for id in ids {
-            let k = Key::of(id, salt);
+            let k = Key::of(&id, salt);
             keys.push(k);
-            map.insert(k, *id);
+            map.insert(k, id);
         }
         Keyed { salt, keys, ids: map }
     }
@@ -403,7 +403,7 @@ mod tests {
     }
 
     fn cells_needed(a: &[CommitId], b: &[CommitId], salt: u64) -> (u64, Vec<Key>, Vec<Key>) {
-        let (ka, kb) = (Keyed::new(a, salt), Keyed::new(b, salt));
+        let (ka, kb) = (Keyed::new(a.iter().copied(), salt), Keyed::new(b.iter().copied(), salt));
         let mut dec = Decoder::new();
         let mut n = 0;
         while !dec.decoded() {
@@ -439,17 +439,17 @@ mod tests {
     fn strata_estimate_is_within_a_factor_of_two() {
         for d in [10u64, 100, 1_000, 5_000] {
             let (a, b) = sets(20_000, d / 2, d - d / 2);
-            let est = Keyed::new(&a, 7).strata().estimate(&Keyed::new(&b, 7).strata());
+            let est = Keyed::new(a.iter().copied(), 7).strata().estimate(&Keyed::new(b.iter().copied(), 7).strata());
             assert!(est * 2 >= d && est <= d * 2, "estimated {est} for {d}");
         }
         let (a, _) = sets(100, 0, 0);
-        assert_eq!(Keyed::new(&a, 1).strata().estimate(&Keyed::new(&a, 1).strata()), 0);
+        assert_eq!(Keyed::new(a.iter().copied(), 1).strata().estimate(&Keyed::new(a.iter().copied(), 1).strata()), 0);
     }
 
     #[test]
     fn cells_are_the_same_whatever_the_batching() {
         let (a, _) = sets(500, 0, 0);
-        let k = Keyed::new(&a, 3);
+        let k = Keyed::new(a.iter().copied(), 3);
         let whole = k.cells(0, 300);
         let parts: Vec<Cell> = k.cells(0, 100).into_iter().chain(k.cells(100, 300)).collect();
         assert_eq!(whole, parts);

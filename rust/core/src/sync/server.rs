@@ -111,7 +111,7 @@ impl RepoServe {
                     out.after_flush.push(Frame::InSync { repo: path, round });
                 } else if digest.count == 0 {
                     // The client holds nothing: everything, no sketch.
-                    let mut ids: Vec<CommitId> = repo.commit_ids().copied().collect();
+                    let mut ids: Vec<CommitId> = repo.commit_ids().collect();
                     repo.parents_first(&mut ids);
                     out.send = ids;
                     out.after_flush.push(Frame::Done { repo: path, round });

@@ -101,7 +101,7 @@ impl Replica {
 
     /// Every commit this replica holds, parents before children.
     pub fn commits(&self) -> Vec<SignedCommit> {
-        let mut v: Vec<_> = self.repo.commit_ids().map(|id| self.repo.commit(id).unwrap().to_signed().unwrap()).collect();
+        let mut v: Vec<_> = self.repo.commit_ids().map(|id| self.repo.commit(&id).unwrap().to_signed().unwrap()).collect();
         v.sort_by_key(|c| (c.commit.timestamp, c.id));
         // Timestamps of local writes exceed their parents', so this order is
         // topological.
