@@ -68,12 +68,42 @@ export class SortedList<T> {
   }
 
   /** Inserts elements already sorted among themselves: appended in blocks
-   * when they all sort after the current last (or the list is empty). */
+   * when they all sort after the current last (or the list is empty), else
+   * placed in one forward walk over the blocks (each element lands at or
+   * after the previous one: no search from the start). */
   insertSorted(xs: readonly T[]): void {
     if (xs.length === 0) return;
     const lasts = this.lasts;
-    if (lasts.length && this.cmp(lasts[lasts.length - 1]!, xs[0]!) > 0) {
-      for (const x of xs) this.insert(x);
+    const cmp = this.cmp;
+    if (lasts.length && cmp(lasts[lasts.length - 1]!, xs[0]!) > 0) {
+      let b = 0;
+      let start = 0;
+      for (const x of xs) {
+        while (b < lasts.length - 1 && cmp(lasts[b]!, x) < 0) {
+          b++;
+          start = 0;
+        }
+        const block = this.blocks[b]!;
+        let lo = start;
+        let hi = block.length;
+        while (lo < hi) {
+          const mid = (lo + hi) >>> 1;
+          if (cmp(block[mid]!, x) <= 0) lo = mid + 1;
+          else hi = mid;
+        }
+        block.splice(lo, 0, x);
+        this.n++;
+        if (lo === block.length - 1) lasts[b] = x;
+        start = lo + 1;
+        if (block.length > 2 * BLOCK) {
+          this.blocks.splice(b + 1, 0, block.splice(BLOCK));
+          lasts.splice(b, 0, block[block.length - 1]!);
+          if (start > BLOCK) {
+            b++;
+            start -= BLOCK;
+          }
+        }
+      }
       return;
     }
     let from = 0;
