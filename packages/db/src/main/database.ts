@@ -40,9 +40,10 @@ export interface OpenOptions {
 }
 
 /** Heads are applied to the mirror in slices so no task runs long: a
- * slice applies heads for about this long, then live queries take them
- * (the browser can render and handle input between slices; the Long Tasks
- * API flags tasks over 50 ms). */
+ * slice is sized to take about this long, live queries taking its items
+ * included (the browser can render and handle input between slices; the
+ * Long Tasks API flags tasks over 50 ms, and a garbage collection landing
+ * in a slice needs the headroom). */
 const SLICE_MS = 8;
 /** The first slice: small, so a query's first rows show early, and a
  * measure of what the next slices can hold. */
@@ -224,10 +225,11 @@ export class Database {
   }
 
   /** Applies a load's heads in time-bounded slices, yielding between them.
-   * Live queries take each slice as it lands, so a query's first rows show
-   * before the whole repository is in memory (in path order, as heads
-   * arrive: a query without `sortBy` has its final first rows after the
-   * first slice); `loading` stays true until the last slice. */
+   * Live queries take each slice as it lands, so a query has rows before
+   * the whole repository is in memory: the matches loaded so far, in the
+   * query's order. Heads arrive in the engine's order (not by path), so
+   * until `loading` turns false — after the last slice — an item of a
+   * later slice may still sort before them. */
   private async applyLoaded(repo: string, report: LoadReport, heads: Uint8Array): Promise<void> {
     const reader = new HeadReader(heads);
     const total = reader.total;
@@ -249,15 +251,15 @@ export class Database {
       const full = slice.length >= size || (n % CLOCK_EVERY === 0 && now() - t0 > SLICE_MS);
       if (full && n < total) {
         if (!reopened) {
-          // The next slice: as many heads as this one applied per budget.
-          // Live queries' share is not counted: part of it is per slice,
-          // whatever its size (merging into a large query's results), and
-          // counting it would shrink slices into thousands of tiny ones.
-          size = Math.max(MIN_SLICE, Math.floor((slice.length * SLICE_MS) / Math.max(now() - t0, 0.1)));
+          const k = slice.length;
           this.live.itemsLoaded(repo, slice);
           slice = [];
           this.repoStatus.set(repo, { ...st, loaded: n });
           this.updateStatus({});
+          // The next slice: as many heads as fit the budget at this one's
+          // pace, queries included (their cost per slice grows only with
+          // log n: see sorted.ts).
+          size = Math.max(MIN_SLICE, Math.floor((k * SLICE_MS) / Math.max(now() - t0, 0.1)));
         }
         await yieldTask();
         t0 = now();
