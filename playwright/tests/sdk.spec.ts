@@ -75,3 +75,28 @@ test("the IndexedDB fallback opens and persists", async ({ page }) => {
   expect(after).toEqual({ storage: "indexeddb", count: 100, n7: "edited" });
   expect(errors).toEqual([]);
 });
+
+test("the page compiles the WASM module once: every database's worker gets it compiled", async ({ page }) => {
+  const errors: string[] = [];
+  const wasm: string[] = [];
+  page.on("request", (r) => r.url().endsWith(".wasm") && wasm.push(r.url()));
+  await load(page, errors);
+  const read = await page.evaluate(async () => {
+    const { IbexDB, defineSchema } = window.ibex;
+    const T = defineSchema({ ns: "thing", version: 1, fields: { title: { type: "string", required: true } } });
+    const a = await IbexDB.open({ name: "e2e-module-a", schemas: [T] });
+    a.create("/data/m", T, { title: "in a" }, { key: "x" });
+    await a.flush();
+    await a.close();
+    // A second database, and the first one again: new workers, same module.
+    const b = await IbexDB.open({ name: "e2e-module-b", schemas: [T] });
+    const again = await IbexDB.open({ name: "e2e-module-a", schemas: [T], repos: ["/data/m"] });
+    const title = again.item<typeof T.fields>("/data/m/x")!.get("title");
+    await b.close();
+    await again.close();
+    return title;
+  });
+  expect(read).toBe("in a");
+  expect(wasm.length).toBe(1);
+  expect(errors).toEqual([]);
+});

@@ -2,6 +2,7 @@
 // writes. See the README for the API tour.
 
 import { Database, type OpenOptions } from "./main/database.js";
+import { workerChannel } from "./main/tabs.js";
 import { IbexError } from "./wire/errors.js";
 import type { EngineChannel } from "./wire/protocol.js";
 
@@ -43,24 +44,28 @@ export interface IbexOpenOptions extends OpenOptions {
 
 const isNode = typeof process !== "undefined" && !!process.versions?.node;
 
-async function createChannel(opts: IbexOpenOptions): Promise<EngineChannel> {
+/** The channel to the engine. In browsers synchronously: the worker starts
+ * (and the WASM module compiles) the moment `open` is called. */
+function createChannel(opts: IbexOpenOptions): EngineChannel | Promise<EngineChannel> {
   const storage = opts.storage ?? (isNode ? "memory" : "opfs");
   if (isNode && (storage === "memory" || typeof storage === "object")) {
-    const node = await import("./node/index.js");
-    const provider = storage === "memory" ? new node.MemoryStorage() : new node.NodeDirStorage(storage.dir);
-    return node.inProcessChannel(await node.nodeEngineFactory(), provider, opts.server);
+    return (async () => {
+      const node = await import("./node/index.js");
+      const provider = storage === "memory" ? new node.MemoryStorage() : new node.NodeDirStorage(storage.dir);
+      return node.inProcessChannel(await node.nodeEngineFactory(), provider, opts.server);
+    })();
   }
   if (typeof storage === "object" || isNode) {
     throw new IbexError("ERR_STORAGE", `Storage ${JSON.stringify(storage)} is not available here: browsers use "opfs", "indexeddb" or "memory"; Node uses { dir } or "memory"`);
   }
-  const { workerChannel } = await import("./main/tabs.js");
   return workerChannel(opts.name, storage, opts.server);
 }
 
 export class IbexDB extends Database {
   /** Starts the engine and loads `repos`; other repositories load on first use. */
   static async open(opts: IbexOpenOptions): Promise<IbexDB> {
-    const db = new IbexDB(await createChannel(opts), opts);
+    const channel = createChannel(opts);
+    const db = new IbexDB(channel instanceof Promise ? await channel : channel, opts);
     await db.start();
     if (!isNode && typeof addEventListener === "function") {
       // Best effort when the page goes away (the engine also flushes on its own).

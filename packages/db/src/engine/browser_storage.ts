@@ -54,10 +54,21 @@ export class OpfsProvider implements StorageProvider {
 
   constructor(private readonly name: string) {}
 
-  private async dir(): Promise<FileSystemDirectoryHandle> {
-    const root = await navigator.storage.getDirectory();
-    const ibex = await root.getDirectoryHandle("ibex", { create: true });
-    return ibex.getDirectoryHandle(this.name, { create: true });
+  private dirHandle: Promise<FileSystemDirectoryHandle> | null = null;
+
+  /** The database's directory, looked up once (three async steps each time
+   * were on the path of every start). */
+  private dir(): Promise<FileSystemDirectoryHandle> {
+    if (!this.dirHandle) {
+      const p = (async () => {
+        const root = await navigator.storage.getDirectory();
+        const ibex = await root.getDirectoryHandle("ibex", { create: true });
+        return ibex.getDirectoryHandle(this.name, { create: true });
+      })();
+      p.catch(() => (this.dirHandle = null));
+      this.dirHandle = p;
+    }
+    return this.dirHandle;
   }
 
   async sessionSeed(fresh: () => Uint8Array): Promise<Uint8Array> {

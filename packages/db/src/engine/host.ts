@@ -176,11 +176,15 @@ export class EngineHost {
         this.send({ t: "ready", sessionId: this.engine.sessionId, engine: this.factory.version(), storage: this.storage.kind, user: this.engine.user });
         return;
       }
+      // Both reads at once: they are on the path of every start.
+      const rootRead = this.storage.readMeta("root");
+      // (Awaited below; not an unhandled rejection if the seed fails first.)
+      rootRead.catch(() => {});
       const seed = await this.storage.sessionSeed(() => this.factory.newSessionSeed());
       const engine = this.factory.create(seed, msg.schemas);
       // The server root this database trusts: remembered from the first
       // connection; a server with another root is refused.
-      const root = await this.storage.readMeta("root");
+      const root = await rootRead;
       if (root) engine.trustRoot(new TextDecoder().decode(root));
       this.engine = engine;
       this.send({ t: "ready", sessionId: engine.sessionId, engine: this.factory.version(), storage: this.storage.kind, user: engine.user });

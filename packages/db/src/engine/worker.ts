@@ -4,14 +4,23 @@
 import init, { Engine, version } from "../../wasm/ibex_wasm.js";
 
 import { IdbProvider, OpfsProvider, opfsAvailable } from "./browser_storage.js";
-import type { BootMessage, Envelope, FromEngine, Recipient, ToEngine } from "../wire/protocol.js";
+import type { BootMessage, Envelope, FromEngine, ModuleMessage, Recipient, ToEngine } from "../wire/protocol.js";
 import { EngineHost } from "./host.js";
 import { MemoryStorage, type StorageProvider } from "./storage.js";
 import type { WasmEngine } from "./wasm_engine.js";
+// Imported by the modules above, named here too so the browser fetches the
+// whole module graph at once instead of one level of imports at a time
+// (the worker's start is on the path of every `IbexDB.open`).
+import "./sync_client.js";
+import "../wire/codec.js";
+import "../wire/errors.js";
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
 let host: EngineHost | null = null;
 const early: ToEngine[] = [];
+/** The WASM instance: from the module the tab compiled (`module`), else
+ * compiled here at boot. */
+let wasm: Promise<unknown> | null = null;
 
 function transferables(m: FromEngine): Transferable[] {
   if (m.t === "opened") return [m.heads.buffer as ArrayBuffer];
@@ -26,11 +35,16 @@ function provider(boot: BootMessage): StorageProvider {
   return new IdbProvider(boot.name);
 }
 
-scope.onmessage = async (e: MessageEvent<ToEngine | BootMessage>) => {
+scope.onmessage = async (e: MessageEvent<ToEngine | BootMessage | ModuleMessage>) => {
   const msg = e.data;
+  if (msg.t === "module") {
+    // Instantiated at once, while the tab still waits for its lock.
+    wasm ??= init({ module_or_path: msg.module as WebAssembly.Module });
+    return;
+  }
   if (msg.t === "boot") {
     try {
-      await init();
+      await (wasm ??= init());
       const factory = {
         create: (seed: Uint8Array, schemas: Uint8Array) => new Engine(seed, schemas) as unknown as WasmEngine,
         newSessionSeed: () => Engine.newSessionSeed(),

@@ -6,7 +6,7 @@
 // way (outbox.ts), requests (requests.ts) and the status (status.ts); this
 // file wires them to the engine's messages (wire/protocol.ts).
 
-import { type HeadRecord, headCount, readHeads, readOutcomes, writeSchemas } from "../wire/codec.js";
+import { type Head, HeadReader, readOutcomes, writeSchemas } from "../wire/codec.js";
 import { IbexError, toIbexError } from "../wire/errors.js";
 import type { EngineChannel, FromEngine, HistoryEntry, LoadReport, User } from "../wire/protocol.js";
 import type { ItemHost } from "./internal.js";
@@ -39,8 +39,43 @@ export interface OpenOptions {
   repos?: readonly string[];
 }
 
-/** Heads are applied to the mirror in slices so no task runs long. */
-const SLICE = 2_000;
+/** Heads are applied to the mirror in slices so no task runs long: a
+ * slice is sized to take about this long, live queries taking its items
+ * included (the browser can render and handle input between slices; the
+ * Long Tasks API flags tasks over 50 ms, and a garbage collection landing
+ * in a slice needs the headroom). */
+const SLICE_MS = 8;
+/** The first slice: small, so a query's first rows show early, and a
+ * measure of what the next slices can hold. */
+const FIRST_SLICE = 1_000;
+/** Heads applied between two looks at the clock. */
+const CLOCK_EVERY = 64;
+/** The smallest slice after the first. */
+const MIN_SLICE = 500;
+
+const now: () => number = typeof performance !== "undefined" ? () => performance.now() : () => Date.now();
+
+/** Lets other tasks run: `scheduler.yield()` where there is one (its
+ * continuation goes first, ahead of other queued tasks), else a message to
+ * ourselves (a zero timeout nested in timeouts waits ≥ 4 ms), else
+ * `setImmediate` (Node), else a timeout. */
+function yieldTask(): Promise<void> {
+  const g = globalThis as { scheduler?: { yield?: () => Promise<void> }; setImmediate?: (f: () => void) => unknown };
+  if (typeof g.scheduler?.yield === "function") return g.scheduler.yield();
+  const immediate = g.setImmediate;
+  if (typeof immediate === "function") return new Promise((r) => immediate(() => r()));
+  if (typeof MessageChannel === "function") {
+    return new Promise((r) => {
+      const ch = new MessageChannel();
+      ch.port1.onmessage = () => {
+        ch.port1.close();
+        r();
+      };
+      ch.port2.postMessage(null);
+    });
+  }
+  return new Promise((r) => setTimeout(r, 0));
+}
 
 function randomKey(): string {
   const b = new Uint8Array(12);
@@ -63,6 +98,10 @@ export class Database {
   private schemaBytes: Uint8Array | null = null;
   private closed = false;
   private readyWaiter: { resolve: () => void; reject: (e: IbexError) => void } | null = null;
+  /** Repositories whose heads are being applied (in slices), in the order
+   * their loads arrived; heads of later changes wait until they are done,
+   * so an older loaded value never overwrites a newer one. */
+  private applying = new Map<string, { chain: Promise<void>; count: number; later: Head[] }>();
   /** Repositories this session may not write (the server's rules). */
   private readOnly = new Set<string>();
   /** The last batch covered by a `flush()` call (failures after it are the next one's). */
@@ -164,29 +203,69 @@ export class Database {
     return this.repoStatus.get(repo)?.phase === "ready";
   }
 
-  /** Applies a load's heads in slices, yielding between them. */
-  private async applyLoaded(repo: string, report: LoadReport, heads: Uint8Array): Promise<void> {
-    const total = headCount(heads);
-    // A repository re-opened after a hand-over: changed items notify.
-    if (this.isLoaded(repo)) {
-      for (const h of readHeads(heads)) this.applyHead(h);
-      return;
+  /** Applies a load's heads (after any earlier load of `repo`), then the
+   * changes that arrived meanwhile. */
+  private loaded(repo: string, report: LoadReport, heads: Uint8Array): Promise<void> {
+    let a = this.applying.get(repo);
+    if (!a) {
+      a = { chain: Promise.resolve(), count: 0, later: [] };
+      this.applying.set(repo, a);
     }
+    const entry = a;
+    entry.count++;
+    const run = entry.chain
+      .then(() => this.applyLoaded(repo, report, heads))
+      .finally(() => {
+        if (--entry.count > 0) return;
+        this.applying.delete(repo);
+        for (const h of entry.later) this.applyHead(h);
+      });
+    entry.chain = run.catch(() => {});
+    return run;
+  }
+
+  /** Applies a load's heads in time-bounded slices, yielding between them.
+   * Live queries take each slice as it lands, so a query has rows before
+   * the whole repository is in memory: the matches loaded so far, in the
+   * query's order. Heads arrive in the engine's order (not by path), so
+   * until `loading` turns false — after the last slice — an item of a
+   * later slice may still sort before them. */
+  private async applyLoaded(repo: string, report: LoadReport, heads: Uint8Array): Promise<void> {
+    const reader = new HeadReader(heads);
+    const total = reader.total;
+    // A repository re-opened after a hand-over: changed items notify.
+    const reopened = this.isLoaded(repo);
     const st: RepoStatus = { phase: "loading", loaded: 0, total, report };
-    this.repoStatus.set(repo, st);
-    this.updateStatus({});
+    if (!reopened) {
+      this.repoStatus.set(repo, st);
+      this.updateStatus({});
+    }
     let n = 0;
     let slice: Item[] = [];
-    for (const h of readHeads(heads)) {
-      slice.push(this.mirror.applyHead(h, false));
-      if (++n % SLICE === 0) {
-        this.live.itemsLoaded(repo, slice);
-        slice = [];
-        this.repoStatus.set(repo, { ...st, loaded: n });
-        this.updateStatus({});
-        await new Promise((r) => setTimeout(r, 0));
+    let size = FIRST_SLICE;
+    let t0 = now();
+    while (reader.next()) {
+      const item = this.mirror.applyHead(reader, reopened);
+      n++;
+      if (!reopened) slice.push(item);
+      const full = slice.length >= size || (n % CLOCK_EVERY === 0 && now() - t0 > SLICE_MS);
+      if (full && n < total) {
+        if (!reopened) {
+          const k = slice.length;
+          this.live.itemsLoaded(repo, slice);
+          slice = [];
+          this.repoStatus.set(repo, { ...st, loaded: n });
+          this.updateStatus({});
+          // The next slice: as many heads as fit the budget at this one's
+          // pace, queries included (their cost per slice grows only with
+          // log n: see sorted.ts).
+          size = Math.max(MIN_SLICE, Math.floor((k * SLICE_MS) / Math.max(now() - t0, 0.1)));
+        }
+        await yieldTask();
+        t0 = now();
       }
     }
+    if (reopened) return;
     this.live.itemsLoaded(repo, slice);
     this.repoStatus.set(repo, { phase: "ready", loaded: total, total, report });
     this.updateStatus({});
@@ -195,9 +274,13 @@ export class Database {
     }
   }
 
-  /** A head from the engine: the mirror and live queries see it at once. */
-  private applyHead(h: HeadRecord): void {
-    this.live.itemChanged(this.mirror.applyHead(h, true));
+  /** A head from the engine: the mirror and live queries see it at once
+   * (the item tells them if it changed), unless its repository's load is
+   * still being applied: then after it. */
+  private applyHead(h: Head): void {
+    const a = this.applying.get(h.repo);
+    if (a) a.later.push(h instanceof HeadReader ? h.head() : h);
+    else this.mirror.applyHead(h, true);
   }
 
   // ---- items --------------------------------------------------------------
@@ -437,7 +520,7 @@ export class Database {
       case "opened": {
         this.setWritable(m.repo, m.writable);
         const req = this.requests.take(m.id);
-        this.applyLoaded(m.repo, m.report, m.heads).then(
+        this.loaded(m.repo, m.report, m.heads).then(
           () => req?.resolve(undefined),
           (e) => req?.reject(toIbexError(e)),
         );
@@ -449,9 +532,11 @@ export class Database {
       case "batchFailed":
         this.outbox.batchFailed(m.seq, toIbexError(m));
         break;
-      case "changed":
-        for (const h of readHeads(m.bytes)) this.applyHead(h);
+      case "changed": {
+        const r = new HeadReader(m.bytes);
+        while (r.next()) this.applyHead(r);
         break;
+      }
       case "user":
         for (const [repo, w] of Object.entries(m.writable)) this.setWritable(repo, w);
         this.updateStatus({ user: m.user, sessionId: m.sessionId });

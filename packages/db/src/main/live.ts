@@ -55,7 +55,7 @@ export class Live implements QueryHost {
   /** An item's value changed: re-evaluate it in every live query. */
   itemChanged(item: Item<any>): void {
     for (const q of this.queries) if (q.repo === item.repo && typeof q.options.source === "string") q.update(item);
-    this.notifyWatchers(item);
+    if (this.watchers.size) this.notifyWatchers(item);
   }
 
   /** A slice of a loading repository reached the mirror: each live query

@@ -1,18 +1,31 @@
-// The in-memory copy of every loaded item, by repository and by path: what
+// The in-memory copy of every loaded item, by repository and key: what
 // makes reads synchronous. Values arrive from the engine as heads.
 
-import type { HeadRecord } from "../wire/codec.js";
+import type { Head } from "../wire/codec.js";
 import type { ItemHost } from "./internal.js";
 import { Item } from "./item.js";
 import type { Fields, Schema } from "./schema.js";
 
+/** Paths remembered by `at` (cleared when full). */
+const PATH_CACHE = 4_096;
+
 export class Mirror {
   private byRepo = new Map<string, Map<string, Item>>();
-  /** Every item by full path: `item(path)` without parsing the path again. */
+  /** Items recently looked up by full path: `item(path)` in a render loop
+   * without splitting the path again. Not every item's path: a map of all
+   * of them (and their path strings) cost ~50 bytes per item. */
   private byPath = new Map<string, Item>();
   private keysCache = new Map<string, string[]>();
+  private lastRepo = "";
+  private lastItems: Map<string, Item> | undefined = undefined;
   private schemas = new Map<string, Schema>();
   private latest = new Map<string, Schema>();
+  /** Schemas with no declared fields for namespaces the app does not know. */
+  private unknown = new Map<string, Schema>();
+  /** The last schema looked up for a head (heads of a load repeat it). */
+  private lastNs = "";
+  private lastVersion = -1;
+  private lastSchema: Schema | null = null;
 
   constructor(
     schemas: readonly Schema[],
@@ -38,8 +51,34 @@ export class Mirror {
     return this.byRepo.get(repo)?.get(key);
   }
 
+  /** The item at `path`, if loaded (a malformed path finds nothing). */
   at(path: string): Item | undefined {
-    return this.byPath.get(path);
+    let item = this.byPath.get(path);
+    if (item) return item;
+    // The repository of the last lookup, without slicing and hashing it
+    // again (lookups come in runs over one repository).
+    const r = this.lastRepo;
+    let items: Map<string, Item> | undefined;
+    let key: string;
+    if (r.length && path.length > r.length && path.charCodeAt(r.length) === 47 && path.startsWith(r)) {
+      items = this.lastItems;
+      key = path.slice(r.length + 1);
+    } else {
+      const i = path.lastIndexOf("/");
+      if (i <= 0) return undefined;
+      const repo = path.slice(0, i);
+      items = this.byRepo.get(repo);
+      if (!items) return undefined;
+      this.lastRepo = repo;
+      this.lastItems = items;
+      key = path.slice(i + 1);
+    }
+    item = items?.get(key);
+    if (item) {
+      if (this.byPath.size >= PATH_CACHE) this.byPath.clear();
+      this.byPath.set(path, item);
+    }
+    return item;
   }
 
   count(repo: string): number {
@@ -72,26 +111,32 @@ export class Mirror {
       this.byRepo.set(item.repo, m);
     }
     m.set(item.key, item);
-    this.byPath.set(item.path, item);
     this.keysCache.delete(item.repo);
   }
 
   remove(item: Item<any>): void {
     if (this.byRepo.get(item.repo)?.get(item.key) !== item) return;
     this.byRepo.get(item.repo)!.delete(item.key);
-    this.byPath.delete(item.path);
+    if (this.byPath.size) this.byPath.delete(item.path);
     this.keysCache.delete(item.repo);
   }
 
-  /** Applies a head from the engine to its item (created if new). */
-  applyHead(h: HeadRecord, notify: boolean): Item {
-    let item = this.get(h.repo, h.key);
+  /** Applies a head from the engine to its item (created if new). While a
+   * repository loads (`notify` false) its values stay undecoded. */
+  applyHead(h: Head, notify: boolean): Item {
+    let repo = this.byRepo.get(h.repo);
+    if (!repo) {
+      repo = new Map();
+      this.byRepo.set(h.repo, repo);
+    }
+    let item = repo.get(h.key);
     const schema = this.schemaFor(h.ns, h.version);
     if (!item) {
       item = new Item(this.host, h.repo, h.key, schema);
-      this.add(item);
+      repo.set(h.key, item);
+      if (this.keysCache.size) this.keysCache.delete(h.repo);
     }
-    item.applyHead(schema, h.deleted, h.fields, notify);
+    item.applyHead(schema, h.deleted, h.bytes, h.fields, notify);
     return item;
   }
 
@@ -99,6 +144,16 @@ export class Mirror {
    * its newest version of that namespace (the engine upgrades values to
    * the newest version it knows), else a schema with no declared fields. */
   private schemaFor(ns: string, version: number): Schema {
-    return this.schemas.get(`${ns}@${version}`) ?? this.latest.get(ns) ?? { ns, version, fields: {}, upgrade: [], id: `${ns}@${version}` };
+    if (ns === this.lastNs && version === this.lastVersion) return this.lastSchema!;
+    const id = `${ns}@${version}`;
+    let s = this.schemas.get(id) ?? this.latest.get(ns) ?? this.unknown.get(id);
+    if (!s) {
+      s = { ns, version, fields: {}, upgrade: [], id };
+      this.unknown.set(id, s);
+    }
+    this.lastNs = ns;
+    this.lastVersion = version;
+    this.lastSchema = s;
+    return s;
   }
 }

@@ -1,10 +1,12 @@
 // Live queries, maintained incrementally: a change re-evaluates only the
-// changed item; sorted results are kept by binary insertion; subscribers
-// hear once per batch; `results` is a new array only when it changed.
+// changed item; sorted results are kept by binary insertion (in blocks, see
+// sorted.ts); subscribers hear once per batch; `results` is a new array only
+// when it changed.
 
 import type { QueryHost } from "./internal.js";
 import type { Item } from "./item.js";
 import type { Fields, Schema } from "./schema.js";
+import { SortedList } from "./sorted.js";
 
 export interface QueryOptions<F extends Fields> {
   /** A repository path (`/data/todos`) or another query to refine. */
@@ -35,10 +37,13 @@ function compareField(a: unknown, b: unknown): number {
 }
 
 export class Query<F extends Fields = Fields> {
-  private matches: Item<F>[] = [];
+  /** The matching items in order (sorted.ts: no O(n) step per change). */
+  private readonly matches: SortedList<Item<F>>;
   private member = new Set<Item<F>>();
-  /** The sort key each member had when it was placed. */
-  private placedKey = new Map<Item<F>, unknown>();
+  /** The sort key each member had when it was placed (only when sorted by
+   * a field: for other orders an item's place does not depend on its
+   * values, and a map entry per member would cost memory for nothing). */
+  private placedKey: Map<Item<F>, unknown> | null = null;
   private cached: readonly Item<F>[] | null = null;
   private listeners = new Set<() => void>();
   private dependents = new Set<Query<any>>();
@@ -54,22 +59,31 @@ export class Query<F extends Fields = Fields> {
   ) {
     const { sortBy, descending } = options;
     const sign = descending ? -1 : 1;
-    const byPath = (a: Item<F>, b: Item<F>) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
+    // Items of one repository (every item of a query) compare by key as by
+    // path, without making their path strings.
+    const byPath = (a: Item<F>, b: Item<F>) => {
+      const x = a.repo === b.repo ? a.key : a.path;
+      const y = a.repo === b.repo ? b.key : b.path;
+      return x < y ? -1 : x > y ? 1 : 0;
+    };
     if (typeof sortBy === "function") {
       this.sortKey = () => undefined;
       this.compare = (a, b) => sign * sortBy(a, b) || byPath(a, b);
     } else if (typeof sortBy === "string") {
+      this.placedKey = new Map();
       this.sortKey = (i) => i.get(sortBy);
       this.compare = (a, b) => sign * compareField(this.keyOf(a), this.keyOf(b)) || byPath(a, b);
     } else {
       this.sortKey = () => undefined;
       this.compare = byPath;
     }
+    this.matches = new SortedList(this.compare);
     if (typeof options.source !== "string") options.source.dependents.add(this);
   }
 
   private keyOf(i: Item<F>): unknown {
-    return this.placedKey.has(i) ? this.placedKey.get(i) : this.sortKey(i);
+    const p = this.placedKey!;
+    return p.has(i) ? p.get(i) : this.sortKey(i);
   }
 
   /** The repository this query reads from. */
@@ -85,7 +99,7 @@ export class Query<F extends Fields = Fields> {
   /** Matching items, sorted, at most `limit`. A new array only when it changed. */
   get results(): readonly Item<F>[] {
     if (!this.cached) {
-      const all = this.options.limit !== undefined ? this.matches.slice(0, this.options.limit) : this.matches.slice();
+      const all = this.options.limit !== undefined ? this.matches.first(this.options.limit) : this.matches.toArray();
       this.cached = Object.freeze(all);
     }
     return this.cached;
@@ -93,7 +107,7 @@ export class Query<F extends Fields = Fields> {
 
   /** Number of matching items (ignores `limit`). */
   get count(): number {
-    return this.matches.length;
+    return this.matches.size;
   }
 
   has(item: Item<F>): boolean {
@@ -122,18 +136,6 @@ export class Query<F extends Fields = Fields> {
     return where ? where(item) : true;
   }
 
-  private position(item: Item<F>): number {
-    // Binary search for the first member that sorts at or after `item`.
-    let lo = 0;
-    let hi = this.matches.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.compare(this.matches[mid]!, item) < 0) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-
   /** @internal re-evaluates one item; true if the results changed. */
   update(item: Item<F>): boolean {
     if (this.closed) return false;
@@ -141,15 +143,12 @@ export class Query<F extends Fields = Fields> {
     const now = this.accepts(item);
     let changed = false;
     if (was) {
-      const newKey = this.sortKey(item);
-      const moved = !now || compareField(newKey, this.placedKey.get(item)) !== 0 || typeof this.options.sortBy === "function";
+      const moved = !now || typeof this.options.sortBy === "function" || (this.placedKey !== null && compareField(this.sortKey(item), this.placedKey.get(item)) !== 0);
       if (moved) {
-        // Locate it by the key it was placed with, then drop it.
-        const at = this.position(item);
-        const idx = this.matches[at] === item ? at : this.matches.indexOf(item);
-        this.matches.splice(idx, 1);
+        // Located by the key it was placed with.
+        this.matches.remove(item);
         this.member.delete(item);
-        this.placedKey.delete(item);
+        this.placedKey?.delete(item);
         changed = true;
       } else {
         // Same place: the array is unchanged, but the item's content is.
@@ -158,8 +157,8 @@ export class Query<F extends Fields = Fields> {
       }
     }
     if (now && !this.member.has(item)) {
-      this.placedKey.set(item, this.sortKey(item));
-      this.matches.splice(this.position(item), 0, item);
+      this.placedKey?.set(item, this.sortKey(item));
+      this.matches.insert(item);
       this.member.add(item);
       changed = true;
     }
@@ -190,7 +189,7 @@ export class Query<F extends Fields = Fields> {
 
   /** @internal adds many items at once (a new query, a loaded slice):
    * members are re-evaluated one by one; new matches are sorted together
-   * and merged into the results in one pass, O(n + k log k). */
+   * and inserted (appended in blocks when they all sort last). */
   insertMany(items: Iterable<Item<F>>): void {
     if (this.closed) return;
     const fresh: Item<F>[] = [];
@@ -200,21 +199,15 @@ export class Query<F extends Fields = Fields> {
     }
     if (fresh.length === 0) return;
     for (const it of fresh) {
-      this.placedKey.set(it, this.sortKey(it));
+      this.placedKey?.set(it, this.sortKey(it));
       this.member.add(it);
     }
     fresh.sort(this.compare);
-    const old = this.matches;
-    const out: Item<F>[] = new Array(old.length + fresh.length);
-    let i = 0;
-    let j = 0;
-    let k = 0;
-    while (i < old.length && j < fresh.length) out[k++] = this.compare(old[i]!, fresh[j]!) <= 0 ? old[i++]! : fresh[j++]!;
-    while (i < old.length) out[k++] = old[i++]!;
-    while (j < fresh.length) out[k++] = fresh[j++]!;
-    this.matches = out;
+    this.matches.insertSorted(fresh);
     this.cached = null;
     this.markDirty();
     for (const d of this.dependents) d.insertMany(fresh);
   }
+
+
 }

@@ -7,16 +7,66 @@
 // old engine had not made durable (re-applying a batch is a no-op).
 // Followers never touch OPFS, so no tab meets NoModificationAllowedError.
 
-import type { BootMessage, EngineChannel, Envelope, FromEngine, ToEngine } from "../wire/protocol.js";
+import type { BootMessage, EngineChannel, Envelope, FromEngine, ModuleMessage, ToEngine } from "../wire/protocol.js";
 
 function transferables(m: ToEngine): Transferable[] {
   return m.t === "mutate" ? [m.batch.buffer as ArrayBuffer] : [];
+}
+
+/** The engine's WebAssembly module, compiled once per page: a second
+ * database, or the worker a tab starts when it takes over as leader, gets
+ * it compiled (Modules are structured-cloneable) and only instantiates it. */
+let compiled: Promise<WebAssembly.Module | null> | null = null;
+
+export function engineModule(): Promise<WebAssembly.Module | null> {
+  compiled ??= compileEngine().then(
+    (m) => m,
+    () => {
+      // The worker compiles it itself (and reports why if it cannot); a
+      // later database tries again.
+      compiled = null;
+      return null;
+    },
+  );
+  return compiled;
+}
+
+async function compileEngine(): Promise<WebAssembly.Module> {
+  const url = new URL("../../wasm/ibex_wasm_bg.wasm", import.meta.url);
+  try {
+    // Compiles while the bytes download.
+    return await WebAssembly.compileStreaming(fetch(url));
+  } catch {
+    // Served without `application/wasm`, which compileStreaming requires.
+    return await WebAssembly.compile(await (await fetch(url)).arrayBuffer());
+  }
+}
+
+/** The engine's worker (written out as one expression: bundlers such as
+ * Vite find and bundle the worker by this exact shape). */
+function startWorker(name: string): Worker {
+  return new Worker(new URL("../engine/worker.js", import.meta.url), { type: "module", name: `ibex:${name}` });
 }
 
 export function workerChannel(name: string, storage: BootMessage["storage"], server?: string): EngineChannel {
   // A server given as a page-relative URL ("/") becomes ws(s)://host/sync.
   const url = server === undefined ? undefined : new URL(server.endsWith("/sync") ? server : `${server.replace(/\/$/, "")}/sync`, location.href);
   if (url) url.protocol = url.protocol === "https:" ? "wss:" : url.protocol === "http:" ? "ws:" : url.protocol;
+
+  // Started before anything else, before this tab knows whether it will
+  // lead: fetching the worker's code, compiling the module here and
+  // instantiating it there overlap with the lock request. A tab that turns
+  // out to follow stops it.
+  const module = engineModule();
+  let spare: Worker | null = startWorker(name);
+  const withModule = (w: Worker) =>
+    module.then((m) => {
+      if (m) w.postMessage({ t: "module", module: m } satisfies ModuleMessage);
+    });
+  const spareReady = withModule(spare);
+  // Kept until this tab leads (a follower never needed the worker).
+  let spareError: string | null = null;
+  spare.onerror = (e) => (spareError = e.message || "the worker failed to load");
 
   const tab = `tab-${crypto.getRandomValues(new Uint32Array(2)).join("-")}`;
   const bc = new BroadcastChannel(`ibex:${name}`);
@@ -37,6 +87,9 @@ export function workerChannel(name: string, storage: BootMessage["storage"], ser
     if (msg.t === "leader") {
       // A leader answered our hello, or a new leader took over.
       following = true;
+      spare?.terminate();
+      spare = null;
+      spareError = null;
       for (const m of queue.splice(0)) toLeader(m);
       handler({ t: "leader", leader: false });
       return;
@@ -45,11 +98,19 @@ export function workerChannel(name: string, storage: BootMessage["storage"], ser
   };
 
   const lead = () => {
-    const w = new Worker(new URL("../engine/worker.js", import.meta.url), { type: "module", name: `ibex:${name}` });
+    const w = spare ?? startWorker(name);
+    const ready = spare ? spareReady : withModule(w);
+    spare = null;
     worker = w;
     w.onmessage = (e: MessageEvent<FromEngine>) => handler(e.data);
     w.onerror = (e) => handler({ t: "error", code: "ERR_WORKER", message: `Engine worker error: ${e.message}` });
-    w.postMessage({ t: "boot", name, storage, ...(url ? { server: url.toString() } : {}) } satisfies BootMessage);
+    if (spareError !== null) {
+      handler({ t: "error", code: "ERR_WORKER", message: `Engine worker error: ${spareError}` });
+      spareError = null;
+    }
+    // After the module (when it compiled), so the worker does not compile
+    // it again; messages posted meanwhile wait in the worker for the boot.
+    void ready.then(() => w.postMessage({ t: "boot", name, storage, ...(url ? { server: url.toString() } : {}) } satisfies BootMessage));
     for (const m of queue.splice(0)) w.postMessage(m, transferables(m));
     handler({ t: "leader", leader: true });
   };
@@ -84,6 +145,8 @@ export function workerChannel(name: string, storage: BootMessage["storage"], ser
     },
     terminate: () => {
       closed = true;
+      spare?.terminate();
+      spare = null;
       worker?.terminate();
       bc.close();
       releaseLock();

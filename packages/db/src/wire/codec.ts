@@ -135,6 +135,11 @@ export class Writer {
   }
 }
 
+/** Strings shorter than this decode through `CODES[length]`, a reused
+ * array of char codes. */
+const SHORT = 32;
+const CODES: number[][] = Array.from({ length: SHORT }, (_, n) => new Array<number>(n).fill(0));
+
 export class Reader {
   private view: DataView;
   pos = 0;
@@ -195,20 +200,71 @@ export class Reader {
 
   str(what: string): string {
     const n = this.varint(what);
-    const b = this.take(n, what);
-    if (n < 32) {
-      // Short ASCII strings (keys, field names) are common: skip TextDecoder.
-      let ascii = true;
-      for (let i = 0; i < n; i++) if (b[i]! > 0x7f) { ascii = false; break; }
-      if (ascii) return String.fromCharCode.apply(null, b as unknown as number[]);
+    if (n < SHORT) {
+      // Short ASCII strings (keys, field names, most values) are common:
+      // no TextDecoder, and no view of the bytes (an allocation each).
+      if (n > this.remaining) this.fail(`${what}: length ${n} exceeds the ${this.remaining} bytes left`);
+      const buf = this.buf;
+      const p = this.pos;
+      const codes = CODES[n]!;
+      let i = 0;
+      for (; i < n; i++) {
+        const c = buf[p + i]!;
+        if (c > 0x7f) break;
+        codes[i] = c;
+      }
+      if (i === n) {
+        this.pos = p + n;
+        return String.fromCharCode.apply(null, codes);
+      }
     }
-    return decoder.decode(b);
+    return decoder.decode(this.take(n, what));
   }
 
   count(what: string, minSize: number): number {
     const n = this.varint(what);
     if (n * minSize > this.remaining) this.fail(`${what}: count ${n} exceeds the bytes left`);
     return n;
+  }
+
+  /** Skips a string (no view of its bytes is made). */
+  skipStr(what: string): void {
+    this.skip(this.varint(what), what);
+  }
+
+  skip(n: number, what: string): void {
+    if (n > this.remaining) this.fail(`${what}: length ${n} exceeds the ${this.remaining} bytes left`);
+    this.pos += n;
+  }
+
+  /** Reads a string that is usually one of `names` (UTF-8 bytes), looking
+   * from index `from` on: its index, without decoding it (field names of
+   * every item of a schema are the same few strings), else the string. */
+  name(names: readonly Uint8Array[], from: number, what: string): number | string {
+    const start = this.pos;
+    const n = this.varint(what);
+    if (n > this.remaining) this.fail(`${what}: length ${n} exceeds the ${this.remaining} bytes left`);
+    const p = this.pos;
+    const buf = this.buf;
+    for (let i = from; i < names.length; i++) {
+      const c = names[i]!;
+      if (c.length !== n) continue;
+      let k = 0;
+      while (k < n && c[k] === buf[p + k]) k++;
+      if (k === n) {
+        this.pos = p + n;
+        return i;
+      }
+    }
+    this.pos = start;
+    return this.str(what);
+  }
+
+  /** Whether the `n` bytes at `a` and at `b` are equal. */
+  same(a: number, b: number, n: number): boolean {
+    const buf = this.buf;
+    for (let i = 0; i < n; i++) if (buf[a + i] !== buf[b + i]) return false;
+    return true;
   }
 }
 
@@ -227,7 +283,7 @@ function writeScalar(w: Writer, s: Scalar): void {
   }
 }
 
-function readScalar(r: Reader): Scalar {
+export function readScalar(r: Reader): Scalar {
   const t = r.u8("scalar tag");
   if (t === 1) return r.bool("boolean");
   if (t === 2) return r.f64("number");
@@ -317,6 +373,54 @@ export function readFields(r: Reader): Map<string, Value> {
   const out = new Map<string, Value>();
   for (let i = 0; i < n; i++) out.set(r.str("field name"), readValue(r));
   return out;
+}
+
+function skipScalar(r: Reader): void {
+  const t = r.u8("scalar tag");
+  if (t === 1) r.bool("boolean");
+  else if (t === 2) r.skip(8, "number");
+  else if (t === 3) r.skipStr("string");
+  else throw new IbexError("ERR_DECODE", `unknown scalar tag ${t}`);
+}
+
+/** Moves past a field list (as `readFields` reads it) without decoding it. */
+export function skipFields(r: Reader): void {
+  const n = r.count("field count", 3);
+  for (let i = 0; i < n; i++) {
+    r.skipStr("field name");
+    const tag = r.u8("value tag");
+    switch (TAG_TYPE[tag]) {
+      case "string":
+      case "text":
+      case "ref":
+        r.skipStr(TAG_TYPE[tag]!);
+        break;
+      case "number":
+        r.skip(8, "number");
+        break;
+      case "boolean":
+        r.bool("boolean");
+        break;
+      case "date":
+        r.varint("date");
+        break;
+      case "set": {
+        const k = r.count("set", 2);
+        for (let j = 0; j < k; j++) skipScalar(r);
+        break;
+      }
+      case "map": {
+        const k = r.count("map size", 3);
+        for (let j = 0; j < k; j++) {
+          r.skipStr("map key");
+          skipScalar(r);
+        }
+        break;
+      }
+      default:
+        throw new IbexError("ERR_DECODE", `unknown value tag ${tag}`);
+    }
+  }
 }
 
 // ---- changes --------------------------------------------------------------
@@ -471,29 +575,85 @@ export function readOutcomes(bytes: Uint8Array): Outcome[] {
   return out;
 }
 
-export interface HeadRecord {
-  repo: string;
-  key: string;
-  ns: string;
-  version: number;
-  deleted: boolean;
-  fields: Map<string, Value>;
+/** One item's head as the engine sends it: where the item is, its schema,
+ * and its field list left undecoded in `bytes` at offset `fields` (the
+ * mirror decodes it when the item is first read). */
+export interface Head {
+  readonly repo: string;
+  readonly key: string;
+  readonly ns: string;
+  readonly version: number;
+  readonly deleted: boolean;
+  readonly bytes: Uint8Array;
+  readonly fields: number;
 }
 
-/** Decodes `heads` lazily, so a long batch can be applied in slices. */
-export function* readHeads(bytes: Uint8Array): Generator<HeadRecord, void, undefined> {
-  const r = new Reader(bytes);
-  const n = r.varint("head count");
-  for (let i = 0; i < n; i++) {
-    const repo = r.str("repository");
-    const key = r.str("key");
-    const ns = r.str("schema namespace");
-    const version = r.varint("schema version");
-    const deleted = r.bool("deleted");
-    yield { repo, key, ns, version, deleted, fields: readFields(r) };
+/** Walks a list of heads one at a time: itself the current `Head` (no
+ * object per head), fields skipped, not decoded. Repository and namespace
+ * strings are decoded once and reused while they repeat, as they do in a
+ * repository's heads. */
+export class HeadReader implements Head {
+  readonly total: number;
+  private readonly r: Reader;
+  private left: number;
+  repo = "";
+  key = "";
+  ns = "";
+  version = 0;
+  deleted = false;
+  fields = 0;
+  private repoAt = -1;
+  private repoLen = -1;
+  private nsAt = -1;
+  private nsLen = -1;
+
+  constructor(readonly bytes: Uint8Array) {
+    this.r = new Reader(bytes);
+    this.total = this.left = this.r.varint("head count");
+  }
+
+  /** Moves to the next head; false after the last one. */
+  next(): boolean {
+    if (this.left === 0) return false;
+    this.left--;
+    const r = this.r;
+    let at = r.pos;
+    let n = r.varint("repository");
+    if (n === this.repoLen && r.remaining >= n && r.same(r.pos, this.repoAt, n)) r.pos += n;
+    else {
+      r.pos = at;
+      this.repo = r.str("repository");
+      this.repoLen = n;
+      this.repoAt = r.pos - n;
+    }
+    this.key = r.str("key");
+    at = r.pos;
+    n = r.varint("schema namespace");
+    if (n === this.nsLen && r.remaining >= n && r.same(r.pos, this.nsAt, n)) r.pos += n;
+    else {
+      r.pos = at;
+      this.ns = r.str("schema namespace");
+      this.nsLen = n;
+      this.nsAt = r.pos - n;
+    }
+    this.version = r.varint("schema version");
+    this.deleted = r.bool("deleted");
+    this.fields = r.pos;
+    skipFields(r);
+    return true;
+  }
+
+  /** The current head as its own object (to keep it for later). */
+  head(): Head {
+    const { repo, key, ns, version, deleted, bytes, fields } = this;
+    return { repo, key, ns, version, deleted, bytes, fields };
   }
 }
 
-export function headCount(bytes: Uint8Array): number {
-  return new Reader(bytes).varint("head count");
+/** The end of the field list at `at` in `bytes`. */
+export function fieldsEnd(bytes: Uint8Array, at: number): number {
+  const r = new Reader(bytes);
+  r.pos = at;
+  skipFields(r);
+  return r.pos;
 }

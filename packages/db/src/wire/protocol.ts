@@ -88,6 +88,14 @@ export interface BootMessage {
   server?: string;
 }
 
+/** The engine's compiled WebAssembly module, sent by the tab that starts
+ * a worker (before `boot`), so that each page compiles it once. */
+export interface ModuleMessage {
+  t: "module";
+  /** A `WebAssembly.Module` (wire/ is typed without platform globals). */
+  module: object;
+}
+
 /** What tabs of one database say on its BroadcastChannel `ibex:<name>`:
  * the leader tab's worker runs the engine; the other tabs ask for it and
  * talk to it here (main/tabs.ts, engine/worker.ts). */
