@@ -57,6 +57,9 @@ describe("text splices", () => {
     expect(code(() => item.splice("notes", 1, 3))).toBe("ERR_VALIDATION");
     expect(code(() => item.splice("notes", -1, 0, "x"))).toBe("ERR_VALIDATION");
     expect(code(() => item.splice("notes", 0.5, 0, "x"))).toBe("ERR_VALIDATION");
+    // Half a pair: the engine's UTF-8 cannot hold it (it would become U+FFFD).
+    expect(code(() => item.splice("notes", 3, 0, "\uD83D"))).toBe("ERR_VALIDATION");
+    expect(code(() => item.set("notes", "a\uDE00"))).toBe("ERR_VALIDATION");
     // @ts-expect-error a string field is not a text field (types say so too)
     expect(code(() => item.splice("text", 0, 0, "x"))).toBe("ERR_VALIDATION");
     // @ts-expect-error an unknown field

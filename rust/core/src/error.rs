@@ -101,32 +101,46 @@ pub enum Error {
     Timeout(String),
 }
 
-impl Error {
-    /// Stable code for programs to branch on; never changes once published.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Error::Decode { .. } => "ERR_DECODE",
-            Error::Validation { .. } => "ERR_VALIDATION",
-            Error::Schema { .. } => "ERR_SCHEMA",
-            Error::UnknownSchema(_) => "ERR_UNKNOWN_SCHEMA",
-            Error::Path { .. } => "ERR_PATH",
-            Error::InvalidCommit { .. } => "ERR_INVALID_COMMIT",
-            Error::BadSignature { .. } => "ERR_BAD_SIGNATURE",
-            Error::BadKey(_) => "ERR_BAD_KEY",
-            Error::MissingCommit { .. } => "ERR_MISSING_COMMIT",
-            Error::PendingFull { .. } => "ERR_PENDING_FULL",
-            Error::LogHeader(_) => "ERR_LOG_HEADER",
-            Error::Storage(_) => "ERR_STORAGE",
-            Error::Forbidden(_) => "ERR_FORBIDDEN",
-            Error::UnknownSession(_) => "ERR_UNKNOWN_SESSION",
-            Error::SessionExpired { .. } => "ERR_SESSION_EXPIRED",
-            Error::Handshake(_) => "ERR_HANDSHAKE",
-            Error::Login(_) => "ERR_LOGIN",
-            Error::Quota(_) => "ERR_QUOTA",
-            Error::Clock(_) => "ERR_CLOCK",
-            Error::Version(_) => "ERR_VERSION",
-            Error::Timeout(_) => "ERR_TIMEOUT",
+/// Declares [`Error::code`] and [`Error::CODES`] from one table, so the list
+/// the SDK is checked against (`packages/db/test/golden/error_codes.json`)
+/// cannot drift from the codes errors actually carry.
+macro_rules! codes {
+    ($($variant:pat => $code:literal,)*) => {
+        /// Every code [`Error::code`] returns, in declaration order.
+        pub const CODES: &[&str] = &[$($code),*];
+
+        /// Stable code for programs to branch on; never changes once published.
+        pub fn code(&self) -> &'static str {
+            match self {
+                $($variant => $code,)*
+            }
         }
+    };
+}
+
+impl Error {
+    codes! {
+        Error::Decode { .. } => "ERR_DECODE",
+        Error::Validation { .. } => "ERR_VALIDATION",
+        Error::Schema { .. } => "ERR_SCHEMA",
+        Error::UnknownSchema(_) => "ERR_UNKNOWN_SCHEMA",
+        Error::Path { .. } => "ERR_PATH",
+        Error::InvalidCommit { .. } => "ERR_INVALID_COMMIT",
+        Error::BadSignature { .. } => "ERR_BAD_SIGNATURE",
+        Error::BadKey(_) => "ERR_BAD_KEY",
+        Error::MissingCommit { .. } => "ERR_MISSING_COMMIT",
+        Error::PendingFull { .. } => "ERR_PENDING_FULL",
+        Error::LogHeader(_) => "ERR_LOG_HEADER",
+        Error::Storage(_) => "ERR_STORAGE",
+        Error::Forbidden(_) => "ERR_FORBIDDEN",
+        Error::UnknownSession(_) => "ERR_UNKNOWN_SESSION",
+        Error::SessionExpired { .. } => "ERR_SESSION_EXPIRED",
+        Error::Handshake(_) => "ERR_HANDSHAKE",
+        Error::Login(_) => "ERR_LOGIN",
+        Error::Quota(_) => "ERR_QUOTA",
+        Error::Clock(_) => "ERR_CLOCK",
+        Error::Version(_) => "ERR_VERSION",
+        Error::Timeout(_) => "ERR_TIMEOUT",
     }
 
     /// A decode error at `offset`.
@@ -180,6 +194,9 @@ mod tests {
         codes.sort();
         codes.dedup();
         assert_eq!(codes.len(), all.len());
+        let mut listed = Error::CODES.to_vec();
+        listed.sort();
+        assert_eq!(codes, listed, "Error::CODES lists exactly the codes errors carry");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::path;
-use crate::value::{ItemData, Scalar, Value, check_number, decode_value, encode_value};
+use crate::value::{ItemData, MAX_DATE_MS, Scalar, Value, check_date, check_number, decode_value, encode_value};
 
 /// The type of a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -204,6 +204,11 @@ impl Schema {
             }
             if let Some(d) = &def.default {
                 check_value(name, def.ty, d).map_err(|r| self.schema_err(format!("default of `{name}`: {r}")))?;
+                // An empty collection means an absent field, and has no
+                // encoding: such a schema would not survive `decode`.
+                if d.is_empty_collection() {
+                    return Err(self.schema_err(format!("default of `{name}` is an empty collection; leave the default out")));
+                }
             }
         }
         Ok(())
@@ -321,6 +326,7 @@ fn check_value(_name: &str, ty: FieldType, v: &Value) -> std::result::Result<(),
     }
     match v {
         Value::Num(n) => check_number(*n).map_err(str::to_owned),
+        Value::Date(d) => check_date(*d).map_err(str::to_owned),
         Value::Set(s) => s.iter().try_for_each(check_scalar),
         Value::Map(m) => m.values().try_for_each(check_scalar),
         Value::Ref(p) => path::ItemPath::parse(p).map(|_| ()).map_err(|e| format!("not an item path: {e}")),
@@ -471,7 +477,7 @@ fn convert(v: Value, to: FieldType) -> Option<Value> {
             _ => None,
         },
         FieldType::Date => match &v {
-            Value::Num(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => Some(Value::Date(*n as i64)),
+            Value::Num(n) if n.fract() == 0.0 && n.abs() <= MAX_DATE_MS as f64 => Some(Value::Date(*n as i64)),
             _ => None,
         },
         FieldType::Set => scalar(&v).map(|s| Value::Set([s].into())),
@@ -518,6 +524,11 @@ mod tests {
         assert!(Schema::new("x", 0).check().is_err());
         assert!(Schema::new("x", 1).field("1a", FieldDef::new(FieldType::String)).check().is_err());
         assert!(Schema::new("x", 1).field("a", FieldDef::new(FieldType::String).default(Value::Num(1.0))).check().is_err());
+        // An empty default has no encoding (it means no default).
+        assert!(Schema::new("x", 1).field("a", FieldDef::new(FieldType::Set).default(Value::Set(Default::default()))).check().is_err());
+        // Dates a JavaScript Date cannot hold.
+        assert!(Schema::new("x", 1).field("d", FieldDef::new(FieldType::Date).default(Value::Date(-8_640_000_000_000_001))).check().is_err());
+        Schema::new("x", 1).field("d", FieldDef::new(FieldType::Date).default(Value::Date(-8_640_000_000_000_000))).check().unwrap();
         let mut r = Registry::new();
         r.register(task_v1()).unwrap();
         r.register(task_v1()).unwrap();

@@ -2,10 +2,10 @@
 //!
 //! ```text
 //! value   = tag:u8 payload
-//!   1 string  str
+//!   1 string  str           (UTF-8: a string with a lone surrogate has no encoding)
 //!   2 number  f64           finite, never -0.0
 //!   3 boolean u8 (0|1)
-//!   4 date    zigzag        milliseconds since the Unix epoch
+//!   4 date    zigzag        milliseconds since the Unix epoch (valid: |ms| ≤ 8.64e15)
 //!   5 set     varint n, n × scalar   strictly ascending
 //!   6 map     varint n, n × (str key, scalar)   keys strictly ascending
 //!   7 text    str           merged character by character
@@ -111,6 +111,16 @@ pub fn check_number(n: f64) -> std::result::Result<(), &'static str> {
     } else {
         Ok(())
     }
+}
+
+/// The largest distance from the epoch, in milliseconds, of a valid date:
+/// the range of a JavaScript `Date`, so every date the engine accepts can be
+/// shown by the SDK (and its zigzag encoding stays below 2^54).
+pub const MAX_DATE_MS: i64 = 8_640_000_000_000_000;
+
+/// Rejects dates a JavaScript `Date` cannot hold.
+pub fn check_date(ms: i64) -> std::result::Result<(), &'static str> {
+    if ms.unsigned_abs() > MAX_DATE_MS as u64 { Err("dates must be within ±8.64e15 ms of the epoch (the range of a JavaScript Date)") } else { Ok(()) }
 }
 
 /// The state of an item: its fields and whether it is (soft-)deleted.

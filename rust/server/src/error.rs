@@ -22,6 +22,13 @@ pub enum ServerError {
 }
 
 impl ServerError {
+    /// The server's own codes that reach clients in error frames, besides
+    /// [`CoreError::CODES`]; the SDK's `ENGINE_CODES` is checked against both
+    /// (`packages/db/test/golden/error_codes.json`).
+    pub const CLIENT_CODES: &[&str] = &["ERR_TOO_SLOW", "ERR_UNAVAILABLE"];
+    /// Codes that stay in the server (reported at start, never sent).
+    pub const INTERNAL_CODES: &[&str] = &["ERR_CONFIG"];
+
     /// Stable code for the error frame.
     pub fn code(&self) -> &'static str {
         match self {
@@ -49,5 +56,24 @@ mod tests {
         assert_eq!(ServerError::Unavailable("x".into()).code(), "ERR_UNAVAILABLE");
         assert_eq!(ServerError::quota("x").code(), "ERR_QUOTA");
         assert_eq!(ServerError::from(CoreError::Forbidden("f".into())).code(), "ERR_FORBIDDEN");
+    }
+
+    #[test]
+    fn own_codes_are_listed_once() {
+        // An exhaustive match: a new variant does not compile until it is
+        // sorted into a list here.
+        let listed = |e: &ServerError| match e {
+            ServerError::Core(c) => CoreError::CODES.contains(&c.code()),
+            ServerError::TooSlow(_) | ServerError::Unavailable(_) => ServerError::CLIENT_CODES.contains(&e.code()),
+            ServerError::Config(_) => ServerError::INTERNAL_CODES.contains(&e.code()),
+        };
+        let all = [ServerError::quota("q"), ServerError::TooSlow(1), ServerError::Unavailable("u".into()), ServerError::Config("c".into())];
+        assert!(all.iter().all(listed));
+        let mut codes: Vec<&str> = CoreError::CODES.iter().chain(ServerError::CLIENT_CODES).chain(ServerError::INTERNAL_CODES).copied().collect();
+        let n = codes.len();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), n, "a server code repeats an engine code");
+        assert_eq!(ServerError::CLIENT_CODES.len() + ServerError::INTERNAL_CODES.len(), all.len() - 1);
     }
 }

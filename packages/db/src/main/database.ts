@@ -20,13 +20,11 @@ import {
   type Fields,
   type InitData,
   type Schema,
+  checkNew,
   checkRepoPath,
   checkSegment,
-  isEmptyCollection,
   splitItemPath,
   toWireSchema,
-  validateField,
-  validationError,
 } from "./schema.js";
 import { type SharedQuery, SharedQueries, queryKey } from "./shared_queries.js";
 import { type EngineStats, type RepoStatus, type Status, StatusBoard } from "./status.js";
@@ -567,15 +565,5 @@ export class Database {
         break;
       }
     }
-  }
-}
-
-/** Throws ERR_VALIDATION, changing nothing, if `values` cannot create an
- * item of `schema` (a required field missing, a value of the wrong type). */
-function checkNew(schema: Schema, values: Record<string, unknown>): void {
-  for (const [k, v] of Object.entries(values)) validateField(schema, k, v);
-  for (const [k, def] of Object.entries(schema.fields)) {
-    const v = k in values ? values[k] : def.default;
-    if (def.required && (v === undefined || isEmptyCollection(v))) throw validationError(schema, k, "required field is missing");
   }
 }

@@ -13,7 +13,10 @@ import {
   type ItemData,
   type Schema,
   type TextFields,
+  checkValue,
+  fieldDef,
   fromWire,
+  initialFields,
   isEmptyCollection,
   sameValue,
   sortedScalars,
@@ -175,10 +178,13 @@ export class Item<F extends Fields = Fields> {
    * the range is outside the text or splits a surrogate pair. */
   splice(field: TextFields<F>, index: number, deleteCount: number, insert = ""): void {
     const schema = this.schema;
-    const def = schema.fields[field];
+    const def = fieldDef(schema, field);
     if (!def) throw validationError(schema, field, "unknown field: the schema does not declare it");
     if (def.type !== "text") throw validationError(schema, field, `splice needs a text field; this one is ${def.type}`);
     if (typeof insert !== "string") throw validationError(schema, field, `splice inserts a string, not ${typeof insert}`);
+    // A well-formed insert that splits no pair keeps the text well-formed.
+    const why = checkValue("text", insert);
+    if (why) throw validationError(schema, field, why);
     const cur = (this.lay.get(this.values(), field) as string | undefined) ?? "";
     if (!Number.isInteger(index) || !Number.isInteger(deleteCount) || index < 0 || deleteCount < 0 || index + deleteCount > cur.length) {
       throw validationError(schema, field, `splice(${index}, ${deleteCount}) is outside the ${cur.length}-character text`);
@@ -241,7 +247,7 @@ export class Item<F extends Fields = Fields> {
     const cur = this.lay.get(this.values(), field);
     if (value === undefined || isEmptyCollection(value)) return cur === undefined ? [] : [{ op: "remove", field }];
     if (sameValue(cur, value)) return [];
-    const type = this.schema.fields[field]!.type;
+    const type = fieldDef(this.schema, field)!.type;
     // Collections change element by element, so concurrent additions made
     // elsewhere survive when these changes are re-applied on a newer value.
     if (type === "set" && cur instanceof Set) {
@@ -481,11 +487,7 @@ export class Item<F extends Fields = Fields> {
 
   /** @internal values for a new item (defaults filled in), committed. */
   initialize(values: Record<string, unknown>): void {
-    const changes: Change[] = [];
-    for (const [field, def] of Object.entries(this.schema.fields)) {
-      const v = field in values ? values[field] : def.default;
-      if (v !== undefined && !isEmptyCollection(v)) changes.push({ op: "put", field, value: toWire(def.type, v) });
-    }
+    const changes: Change[] = initialFields(this.schema, values).map(([field, value]) => ({ op: "put", field, value }));
     // An item with no values still exists once created: send the write.
     this.commitChanges(changes, true);
   }

@@ -1,6 +1,9 @@
 // Schemas: field types flow from `defineSchema` into `item.get`/`item.set`.
 // Validation mirrors the engine's (rust/core/src/schema.rs) so an invalid
-// write throws synchronously, before anything changes.
+// write throws synchronously, before anything changes. Golden vectors from
+// the Rust tests (test/golden/{schemas,validation}.json) hold both to the
+// same verdicts; rust/core/tests/golden/support/js.rs states the rules for
+// turning JavaScript values into engine values.
 
 import { type Scalar, type Value, type WireSchema, type WireStep, compareScalar, compareUtf8 } from "../wire/codec.js";
 import { IbexError } from "../wire/errors.js";
@@ -70,13 +73,18 @@ export type FieldsOf<S> = S extends Schema<infer F> ? F : never;
 
 const NS = /^[A-Za-z0-9_.-]{1,64}$/;
 const FIELD = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+/** Versions travel as 32-bit integers. */
+const MAX_VERSION = 0xffff_ffff;
+/** With the `u` flag a surrogate pair is one code point, so this matches
+ * only lone surrogates (`String.prototype.isWellFormed` is ES2024). */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
 /** Declares a schema; `const` keeps literal field types for inference. */
 export function defineSchema<const F extends Fields>(def: { ns: string; version: number; fields: F; upgrade?: readonly UpgradeStep[] }): Schema<F> {
   const id = `${def.ns}@${def.version}`;
   const bad = (reason: string) => new IbexError("ERR_SCHEMA", `Invalid schema \`${id}\`: ${reason}`);
   if (!NS.test(def.ns)) throw bad("namespace must be 1-64 characters of a-z, A-Z, 0-9, '_', '-' or '.'");
-  if (!Number.isInteger(def.version) || def.version < 1) throw bad("versions are integers starting at 1");
+  if (!Number.isInteger(def.version) || def.version < 1 || def.version > MAX_VERSION) throw bad("versions are integers from 1 to 4294967295");
   if (def.version === 1 && def.upgrade?.length) throw bad("version 1 has no previous version to upgrade from");
   for (const [name, f] of Object.entries(def.fields)) {
     if (!FIELD.test(name)) throw bad(`field name \`${name}\` must be 1-64 characters of letters, digits and '_', not starting with a digit`);
@@ -85,6 +93,9 @@ export function defineSchema<const F extends Fields>(def: { ns: string; version:
       const why = checkValue(f.type, f.default);
       if (why) throw bad(`default of \`${name}\`: ${why}`);
     }
+  }
+  for (const st of def.upgrade ?? []) {
+    if ("convert" in st && !TYPES.includes(st.convert.to)) throw bad(`upgrade converts \`${st.convert.field}\` to unknown type \`${String(st.convert.to)}\``);
   }
   return Object.freeze({ ns: def.ns, version: def.version, fields: def.fields, upgrade: def.upgrade ?? [], id });
 }
@@ -129,9 +140,16 @@ function checkNumber(n: number): string | undefined {
   return Number.isFinite(n) ? undefined : "numbers must be finite";
 }
 
+/** The engine stores UTF-8, which cannot hold a lone surrogate; encoding
+ * would turn it into U+FFFD (and two different strings into one). */
+function checkString(s: string): string | undefined {
+  return LONE_SURROGATE.test(s) ? "lone surrogate: strings must be well-formed UTF-16" : undefined;
+}
+
 function checkScalar(s: unknown): string | undefined {
   if (typeof s === "number") return checkNumber(s);
-  if (typeof s === "string" || typeof s === "boolean") return undefined;
+  if (typeof s === "string") return checkString(s);
+  if (typeof s === "boolean") return undefined;
   return `set and map elements must be strings, numbers or booleans, got ${typeName(s)}`;
 }
 
@@ -141,7 +159,7 @@ export function checkValue(type: FieldType, v: unknown): string | undefined {
   switch (type) {
     case "string":
     case "text":
-      return expected(typeof v === "string");
+      return expected(typeof v === "string") ?? checkString(v as string);
     case "ref":
       if (typeof v !== "string") return expected(false);
       try {
@@ -168,7 +186,7 @@ export function checkValue(type: FieldType, v: unknown): string | undefined {
       if (!(v instanceof Map)) return expected(false);
       for (const [k, e] of v) {
         if (typeof k !== "string") return `map keys must be strings, got ${typeName(k)}`;
-        const why = checkScalar(e);
+        const why = checkString(k) ?? checkScalar(e);
         if (why) return why;
       }
       return undefined;
@@ -176,12 +194,18 @@ export function checkValue(type: FieldType, v: unknown): string | undefined {
 }
 
 export function validationError(schema: Schema, field: string, reason: string): IbexError {
-  return new IbexError("ERR_VALIDATION", `Invalid value for field \`${field}\` of \`${schema.id}\`: ${reason}`);
+  return new IbexError("ERR_VALIDATION", `Invalid value for field \`${field}\` of \`${schema.id}\`: ${reason}`, { field });
+}
+
+/** The definition of `field`, if the schema declares it (its own property:
+ * `toString` is not a field because every object has one). */
+export function fieldDef(schema: Schema, field: string): FieldDef | undefined {
+  return Object.hasOwn(schema.fields, field) ? schema.fields[field] : undefined;
 }
 
 /** Throws unless `field` may hold `v` (undefined = absent). */
 export function validateField(schema: Schema, field: string, v: unknown): void {
-  const def = schema.fields[field];
+  const def = fieldDef(schema, field);
   if (!def) throw validationError(schema, field, "unknown field: the schema does not declare it");
   if (v === undefined) {
     if (def.required) throw validationError(schema, field, "required field cannot be removed");
@@ -194,6 +218,44 @@ export function validateField(schema: Schema, field: string, v: unknown): void {
 
 export function isEmptyCollection(v: unknown): boolean {
   return (v instanceof Set || v instanceof Map) && v.size === 0;
+}
+
+/** What a new item gets for a field given `v`: `undefined` and an empty
+ * collection are no value, so the default applies — as in the engine,
+ * which starts a new item from the defaults and cannot tell the two apart. */
+function initialValue(def: FieldDef, v: unknown): unknown {
+  if (v !== undefined && !isEmptyCollection(v)) return v;
+  return def.default === undefined || isEmptyCollection(def.default) ? undefined : def.default;
+}
+
+/** Throws ERR_VALIDATION, changing nothing, if `values` cannot create an
+ * item of `schema` (a required field missing, a value of the wrong type). */
+export function checkNew(schema: Schema, values: Record<string, unknown>): void {
+  for (const [k, v] of Object.entries(values)) {
+    const def = fieldDef(schema, k);
+    if (!def) throw validationError(schema, k, "unknown field: the schema does not declare it");
+    const why = v === undefined ? undefined : checkValue(def.type, v);
+    if (why) throw validationError(schema, k, why);
+  }
+  for (const [k, def] of Object.entries(schema.fields)) {
+    if (def.required && initialValue(def, own(values, k)) === undefined) throw validationError(schema, k, "required field is missing");
+  }
+}
+
+/** `values[k]` unless inherited (`toString`, `constructor`, …). */
+function own(values: Record<string, unknown>, k: string): unknown {
+  return Object.hasOwn(values, k) ? values[k] : undefined;
+}
+
+/** The fields of a new item made from `values` (checked by `checkNew`),
+ * defaults filled in, as the engine will store them. */
+export function initialFields(schema: Schema, values: Record<string, unknown>): [string, Value][] {
+  const out: [string, Value][] = [];
+  for (const [k, def] of Object.entries(schema.fields)) {
+    const v = initialValue(def, own(values, k));
+    if (v !== undefined) out.push([k, toWire(def.type, v)]);
+  }
+  return out;
 }
 
 /** JS value → engine value; -0 becomes 0 (the canonical number). */
@@ -252,7 +314,8 @@ export function toWireSchema(s: Schema): WireSchema {
       name,
       type: f.type,
       required: !!f.required,
-      ...(f.default !== undefined ? { default: toWire(f.type, f.default) } : {}),
+      // An empty collection is no value, and has no encoding: no default.
+      ...(f.default !== undefined && !isEmptyCollection(f.default) ? { default: toWire(f.type, f.default) } : {}),
     })),
     upgrade: s.upgrade.map((st): WireStep => ("rename" in st ? { rename: { ...st.rename } } : "remove" in st ? { remove: st.remove } : { convert: { ...st.convert } })),
   };

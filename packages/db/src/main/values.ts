@@ -146,9 +146,10 @@ function readerAt(bytes: Uint8Array, at: number): Reader {
   return lastReader!;
 }
 
-/** A wire value (codec.ts `readValue`) as the JS value the mirror keeps:
- * sets stay a sorted array (see above), maps become `Map`, dates `Date`. */
-function readPlain(r: Reader): unknown {
+/** @internal A wire value (codec.ts `readValue`, refusing what it
+ * refuses) as the JS value the mirror keeps: sets stay a sorted array (see
+ * above), maps become `Map`, dates `Date`. */
+export function readPlain(r: Reader): unknown {
   const tag = r.u8("value tag");
   switch (tag) {
     case 1:
@@ -156,13 +157,14 @@ function readPlain(r: Reader): unknown {
     case 8:
       return r.str("string");
     case 2:
-      return num(r.f64("number"));
+      return num(r.number("number"));
     case 3:
       return r.bool("boolean");
     case 4:
       return new Date(r.zigzag("date"));
     case 5: {
       const n = r.count("set", 2);
+      if (n === 0) throw new IbexError("ERR_DECODE", "empty set (an absent field is the canonical form)");
       const out: Scalar[] = [];
       for (let i = 0; i < n; i++) {
         const s = readScalar(r);
@@ -172,6 +174,7 @@ function readPlain(r: Reader): unknown {
     }
     case 6: {
       const n = r.count("map size", 3);
+      if (n === 0) throw new IbexError("ERR_DECODE", "empty map (an absent field is the canonical form)");
       const m = new Map<string, Scalar>();
       for (let i = 0; i < n; i++) m.set(r.str("map key"), readScalar(r));
       return m;

@@ -2,6 +2,12 @@
 // read exactly as the Rust side does (rust/core/src/{codec,value,change,
 // schema}.rs, rust/wasm/src/batch.rs — the formats are documented there).
 // Sets, map keys and field names are sorted by UTF-8 bytes, as in Rust.
+// Golden vectors written by the Rust tests (test/golden/*.json) hold both
+// sides to the same bytes: see test/golden_codec.test.ts.
+//
+// Strings must be well-formed UTF-16 (main/schema.ts refuses others before
+// anything is encoded): UTF-8 has no encoding for a lone surrogate, and
+// TextEncoder would write U+FFFD for each, silently changing the value.
 
 import { IbexError } from "./errors.js";
 
@@ -38,7 +44,14 @@ const TYPE_TAG = { string: 1, number: 2, boolean: 3, date: 4, set: 5, map: 6, te
 const TAG_TYPE = ["", "string", "number", "boolean", "date", "set", "map", "text", "ref"] as const;
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the string (Rust keeps it); by
+// default TextDecoder would drop it. fatal: invalid UTF-8 is an error, as in
+// Rust, not a U+FFFD.
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** |v| above which the zigzag of a negative `v` (2|v| - 1) is past 2^53 and
+ * not exact as a number; dates reach 8.64e15. */
+const ZIGZAG_EXACT = 2 ** 52;
 
 function isAscii(s: string): boolean {
   for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
@@ -99,8 +112,18 @@ export class Writer {
   }
 
   zigzag(v: number): void {
-    // Exact for safe integers: 2|v| or 2|v|-1.
-    this.varint(v >= 0 ? v * 2 : -v * 2 - 1);
+    // 2v is exact for any integer; 2|v| - 1 only up to 2^53.
+    if (v >= -ZIGZAG_EXACT) this.varint(v >= 0 ? v * 2 : -v * 2 - 1);
+    else this.varintBig(BigInt(-v) * 2n - 1n);
+  }
+
+  private varintBig(v: bigint): void {
+    this.reserve(10);
+    while (v >= 0x80n) {
+      this.buf[this.len++] = Number(v & 0x7fn) | 0x80;
+      v >>= 7n;
+    }
+    this.buf[this.len++] = Number(v);
   }
 
   f64(v: number): void {
@@ -180,14 +203,34 @@ export class Reader {
   }
 
   zigzag(what: string): number {
+    const start = this.pos;
     const v = this.varint(what);
-    return v % 2 === 0 ? v / 2 : -(v + 1) / 2;
+    if (v <= Number.MAX_SAFE_INTEGER) return v % 2 === 0 ? v / 2 : -(v + 1) / 2;
+    // Past 2^53 the sum in varint() rounded (dates before -2^52 ms): again, exactly.
+    this.pos = start;
+    let z = 0n;
+    for (let shift = 0n; ; shift += 7n) {
+      const b = this.u8(what);
+      z |= BigInt(b & 0x7f) << shift;
+      if ((b & 0x80) === 0) break;
+    }
+    return Number((z >> 1n) ^ -(z & 1n));
   }
 
   f64(what: string): number {
     if (this.remaining < 8) this.fail(`unexpected end reading ${what}`);
     const v = this.view.getFloat64(this.pos, true);
     this.pos += 8;
+    return v;
+  }
+
+  /** A value's number: finite and never -0 (one encoding per number). */
+  number(what: string): number {
+    const v = this.f64(what);
+    if (!Number.isFinite(v) || Object.is(v, -0)) {
+      this.pos -= 8;
+      this.fail(`${what}: ${v === 0 ? "-0" : String(v)} is not a canonical number`);
+    }
     return v;
   }
 
@@ -218,7 +261,13 @@ export class Reader {
         return String.fromCharCode.apply(null, codes);
       }
     }
-    return decoder.decode(this.take(n, what));
+    const b = this.take(n, what);
+    try {
+      return decoder.decode(b);
+    } catch {
+      this.pos -= n;
+      return this.fail(`${what}: invalid UTF-8`);
+    }
   }
 
   count(what: string, minSize: number): number {
@@ -286,7 +335,7 @@ function writeScalar(w: Writer, s: Scalar): void {
 export function readScalar(r: Reader): Scalar {
   const t = r.u8("scalar tag");
   if (t === 1) return r.bool("boolean");
-  if (t === 2) return r.f64("number");
+  if (t === 2) return r.number("number");
   if (t === 3) return r.str("string");
   throw new IbexError("ERR_DECODE", `unknown scalar tag ${t}`);
 }
@@ -342,15 +391,22 @@ export function readValue(r: Reader): Value {
     case "ref":
       return { t, v: r.str(t) };
     case "number":
-      return { t, v: r.f64("number") };
+      return { t, v: r.number("number") };
     case "boolean":
       return { t, v: r.bool("boolean") };
     case "date":
       return { t, v: r.zigzag("date") };
-    case "set":
-      return { t, v: readScalars(r, "set") };
+    // An empty collection is an absent field, never encoded (as in Rust).
+    // The order of elements and keys is not re-checked: this side reads
+    // only what the engine wrote.
+    case "set": {
+      const v = readScalars(r, "set");
+      if (v.length === 0) throw new IbexError("ERR_DECODE", "empty set (an absent field is the canonical form)");
+      return { t, v };
+    }
     case "map": {
       const n = r.count("map size", 3);
+      if (n === 0) throw new IbexError("ERR_DECODE", "empty map (an absent field is the canonical form)");
       const m: [string, Scalar][] = [];
       for (let i = 0; i < n; i++) m.push([r.str("map key"), readScalar(r)]);
       return { t, v: m };

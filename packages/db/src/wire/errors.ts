@@ -2,14 +2,18 @@
 // `code` applications branch on (tests assert codes, never message text).
 //
 // Codes come from two places:
-// * the engine and the server (Rust): `ENGINE_CODES` must equal the codes
-//   of `ibex_core::Error` and the server's errors — a golden file written by
-//   the Rust tests (`packages/db/test/golden/error_codes.json`) is compared
-//   with this list by vitest, so neither side can drift;
+// * the engine and the server (Rust): `ENGINE_CODES` must equal
+//   `ibex_core::Error::CODES` plus `ServerError::CLIENT_CODES` — a golden
+//   file written by the Rust tests (`test/golden/error_codes.json`) is
+//   compared with this list by vitest (test/golden_errors.test.ts), so
+//   neither side can drift;
 // * the SDK itself: `SDK_CODES`, for what only the TypeScript side knows
 //   (a closed database, a worker that failed to start, a sync timeout).
+//   The server's `ERR_CONFIG` (a bad flag, reported when it starts) never
+//   reaches a client, so it is not an engine code; the SDK has its own
+//   `ERR_CONFIG` for a bad option, with the same meaning.
 
-/** Codes the Rust engine and server produce (`Error::code`). */
+/** Codes the Rust engine and server send (`Error::code`, `ServerError::code`). */
 export const ENGINE_CODES = [
   "ERR_DECODE",
   "ERR_VALIDATION",
@@ -67,12 +71,15 @@ export class IbexError extends Error {
   readonly code: ErrorCode;
   /** The item a failed write was for, when the error is about one. */
   readonly path?: string;
+  /** The field an ERR_VALIDATION the SDK raised is about. */
+  readonly field?: string;
 
-  constructor(code: ErrorCode, message: string, details: { path?: string; cause?: unknown } = {}) {
+  constructor(code: ErrorCode, message: string, details: { path?: string; field?: string; cause?: unknown } = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.name = "IbexError";
     this.code = code;
     if (details.path !== undefined) this.path = details.path;
+    if (details.field !== undefined) this.field = details.field;
   }
 }
 
