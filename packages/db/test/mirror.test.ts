@@ -19,7 +19,7 @@ interface HeadSpec {
   version?: number;
 }
 
-/** Heads as the engine encodes them (codec.ts `readHeads`). */
+/** Heads as the engine encodes them (read by codec.ts `HeadReader`). */
 function heads(repo: string, list: HeadSpec[]): Uint8Array {
   const w = new Writer();
   w.varint(list.length);
@@ -34,7 +34,7 @@ function heads(repo: string, list: HeadSpec[]): Uint8Array {
   return w.finish();
 }
 
-const report = (items: number) => ({ commits: items, items, truncatedBytes: 0, pending: 0, corrupt: [], rejected: [] });
+const report = (items: number) => ({ commits: items, items, truncatedBytes: 0, pending: 0, corrupt: [], rejected: [], checkpoint: "none" });
 
 /** An engine that answers `open` with `loads[repo]` and then sends the
  * `then` messages (as an engine that merged something right after). */
