@@ -96,7 +96,10 @@ async function main() {
   // the README generator) can tell this from runs that filtered TinyBase's
   // rows by hand instead of using its queries module.
   const fresh = { quick, config: cfg, date: new Date().toISOString(), machine: {}, w1: {}, w1Method: { tinybase: "queries-module" }, w2: null, w5: null, w7: null, w9: null };
-  const results = only ? { ...JSON.parse(readFileSync(join(here, quick ? "results-quick.json" : "results.json"), "utf8")), date: fresh.date } : fresh;
+  // A partial run keeps the full run's date and length beside its own and
+  // names what it re-measured, so the report never calls it a full run.
+  const prev = only ? JSON.parse(readFileSync(join(here, quick ? "results-quick.json" : "results.json"), "utf8")) : null;
+  const results = prev ? { ...prev, date: fresh.date, full: prev.full ?? { date: prev.date, seconds: prev.seconds }, remeasured: [...new Set([...(prev.remeasured ?? []), ...only])].sort() } : fresh;
   try {
     results.machine = { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), chromium: browser.version(), node: process.version };
     const page = async () => {
@@ -403,7 +406,8 @@ function report(r) {
   const hasTarget = (id) => V.has(id) || TARGETS.some((t) => t.id === id);
   lines.push(`# Benchmark results${r.quick ? " (quick mode: small sizes, one run — not for quoting)" : ""}`, "");
   lines.push(`Machine: ${m.cpu}, ${m.cores} cores, ${m.memGiB} GiB · Chromium ${m.chromium} headless (OPFS) · Node ${m.node} · ${r.date.slice(0, 10)}`, "");
-  lines.push(`Command: \`npm run bench\`${r.quick ? " --quick" : ""}. ${r.config.runs} run(s) per operation (${r.config.bigRuns} for instance/open/read-all); median and p95 over runs; ratios compare medians measured in this same run. Sub-millisecond operations repeat inside one sample (browser timers are coarse) and report the mean per operation.`, "");
+  const partial = r.full ? ` The full run of ${r.full.date?.slice(0, 10)}, with ${r.remeasured.map((w) => w.toUpperCase()).join(", ")} measured again with newer code (\`node bench/run.mjs --only ${r.remeasured.join(",")}\`) on ${r.date?.slice(0, 10)}; the other workloads are from the full run.` : "";
+  lines.push(`Command: \`npm run bench\`${r.quick ? " --quick" : ""}.${partial} ${r.config.runs} run(s) per operation (${r.config.bigRuns} for instance/open/read-all); median and p95 over runs; ratios compare medians measured in this same run. Sub-millisecond operations repeat inside one sample (browser timers are coarse) and report the mean per operation.`, "");
   lines.push("## W1 — GoatDB's 13 operations (browser, durable)", "");
   const tbQueries =
     r.w1Method?.tinybase === "queries-module"
