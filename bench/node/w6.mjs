@@ -35,7 +35,7 @@ function shuffled(xs, seed) {
 
 const IMPLS = {
   async ibex(W) {
-    const { IbexDB, defineSchema } = await import("../../packages/db/dist/index.js");
+    const { IbexDB, defineSchema } = await import("../../packages/db/dist/index.node.js");
     const S = defineSchema({ ns: "w6", version: 1, fields: { title: { type: "string", required: true }, tags: { type: "set" } } });
     const open = (name) => IbexDB.open({ name, schemas: [S], storage: "memory" });
     const base = await open("base");

@@ -100,3 +100,21 @@ test("the page compiles the WASM module once: every database's worker gets it co
   expect(wasm.length).toBe(1);
   expect(errors).toEqual([]);
 });
+
+test("a worker that does not load rejects open with ERR_WORKER naming its URL and the fix", async ({ page }) => {
+  await page.route("**/packages/db/dist/engine/worker.js", (r) => r.fulfill({ status: 404, body: "not here" }));
+  await load(page, []);
+  const failure = await page.evaluate(async () => {
+    const { IbexDB } = window.ibex;
+    try {
+      await IbexDB.open({ name: "e2e-no-worker", schemas: [] });
+      return null;
+    } catch (e) {
+      const err = e as { code?: string; message?: string };
+      return { code: err.code, message: err.message };
+    }
+  });
+  expect(failure?.code).toBe("ERR_WORKER");
+  expect(failure?.message).toContain("/packages/db/dist/engine/worker.js");
+  expect(failure?.message).toContain("did not load");
+});

@@ -3,7 +3,7 @@
 // snapshot that changes only when that hook's own data changes — so an edit
 // re-renders only the components that show it.
 
-import { type Fields, IbexDB, type IbexOpenOptions, type Item, type Query, type QueryOptions, type Status, type User, queryKey } from "@ibexdb/db";
+import { type Fields, IbexDB, type Schema, type IbexOpenOptions, type Item, type Query, type QueryOptions, type Status, type User, queryKey } from "@ibexdb/db";
 import { type ReactNode, createContext, useCallback, useContext, useEffect, useMemo, useState, useSyncExternalStore } from "react";
 import { useSyncExternalStoreWithSelector } from "use-sync-external-store/with-selector";
 
@@ -25,7 +25,18 @@ function openOnce(options: IbexOpenOptions): Promise<IbexDB> {
 
 export type IbexProviderProps =
   | { db: IbexDB; children?: ReactNode }
-  | { options: IbexOpenOptions; children?: ReactNode; fallback?: ReactNode; onError?: (e: unknown) => void };
+  | {
+      options: IbexOpenOptions;
+      children?: ReactNode;
+      /** Rendered while the database opens. */
+      fallback?: ReactNode;
+      /** Rendered instead of the children if it cannot open (a worker or
+       * WASM module that did not load, storage refused): an element, or a
+       * function of the error. Without it the error is rethrown during
+       * render, for an error boundary. */
+      errorFallback?: ReactNode | ((error: unknown) => ReactNode);
+      onError?: (e: unknown) => void;
+    };
 
 /** Makes a database available to the hooks: pass an open `db`, or `options`
  * to open one (children render once it is open; `fallback` until then). */
@@ -34,10 +45,18 @@ export function IbexProvider(props: IbexProviderProps) {
   const [db, setDb] = useState<IbexDB | null>(given);
   const options = "options" in props ? props.options : null;
   const onError = "onError" in props ? props.onError : undefined;
+  // Boxed: the error itself may be any value, even undefined.
+  const [failed, setFailed] = useState<{ error: unknown } | null>(null);
   useEffect(() => {
     if (given || !options) return;
     let live = true;
-    openOnce(options).then((d) => live && setDb(d), (e) => (onError ? onError(e) : console.error(e)));
+    openOnce(options).then(
+      (d) => live && setDb(d),
+      (e) => {
+        onError?.(e);
+        if (live) setFailed({ error: e });
+      },
+    );
     return () => {
       live = false;
     };
@@ -45,6 +64,11 @@ export function IbexProvider(props: IbexProviderProps) {
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [given, options?.name]);
   const current = given ?? db;
+  if (!current && failed) {
+    const ef = "errorFallback" in props ? props.errorFallback : undefined;
+    if (ef === undefined) throw failed.error;
+    return <>{typeof ef === "function" ? ef(failed.error) : ef}</>;
+  }
   if (!current) return <>{"fallback" in props ? props.fallback : null}</>;
   return <DBContext.Provider value={current}>{props.children}</DBContext.Provider>;
 }
@@ -184,7 +208,11 @@ export function useQueryCount<F extends Fields>(opts: QueryOptions<F>, deps?: re
 
 /** The item at a path (or the given item), re-rendering when it changes;
  * `undefined` while it does not exist or its repository is loading. */
-export function useItem<F extends Fields = Fields>(pathOrItem: string | Item<F> | undefined | null): Item<F> | undefined {
+export function useItem<F extends Fields>(path: string | undefined | null, schema: Schema<F>): Item<F> | undefined;
+export function useItem<F extends Fields = Fields>(pathOrItem: string | Item<F> | undefined | null): Item<F> | undefined;
+/** With `schema`, the item is typed by it (`todo.get("done")` is a
+ * boolean), and an item of another schema throws ERR_VALIDATION. */
+export function useItem<F extends Fields = Fields>(pathOrItem: string | Item<F> | undefined | null, schema?: Schema<F>): Item<F> | undefined {
   const db = useContextDB();
   const path = typeof pathOrItem === "string" ? pathOrItem : (pathOrItem?.path ?? null);
   const subscribe = useCallback((cb: () => void) => (path ? db.watchItem(path, cb) : () => {}), [db, path]);
@@ -194,5 +222,5 @@ export function useItem<F extends Fields = Fields>(pathOrItem: string | Item<F> 
     return it ? it.revision : -1;
   };
   useSyncExternalStore(subscribe, snapshot, snapshot);
-  return path ? db.item<F>(path) : undefined;
+  return path ? (schema ? db.item(path, schema) : db.item<F>(path)) : undefined;
 }

@@ -180,4 +180,18 @@ describe("lifecycle", () => {
     await expect(render(<Bad />)).rejects.toThrow(/inside <IbexProvider>/);
     err.mockRestore();
   });
+
+  it("a database that cannot open shows errorFallback and calls onError, not the fallback forever", async () => {
+    const seen: unknown[] = [];
+    // Browser storage asked for in Node: open rejects (as a worker that does not load would).
+    await render(
+      <IbexProvider options={{ name: "broken", schemas: [Todo], storage: "opfs" }} fallback={<p id="fb">loading</p>} errorFallback={(e) => <p id="ef">{(e as { code: string }).code}</p>} onError={(e) => seen.push(e)}>
+        <p id="child">never</p>
+      </IbexProvider>,
+    );
+    await until(() => expect(container.querySelector("#ef")?.textContent).toBe("ERR_STORAGE"));
+    expect(container.querySelector("#fb")).toBeNull();
+    expect(container.querySelector("#child")).toBeNull();
+    expect(seen).toEqual([expect.objectContaining({ code: "ERR_STORAGE" })]);
+  });
 });

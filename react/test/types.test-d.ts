@@ -4,7 +4,7 @@
 import { type Item, defineSchema } from "@ibexdb/db";
 import { describe, expectTypeOf, it } from "vitest";
 
-import { useQuery, useQueryCount } from "../src/index.js";
+import { useItem, useQuery, useQueryCount } from "../src/index.js";
 
 const Todo = defineSchema({ ns: "todo", version: 1, fields: { text: { type: "string", required: true }, done: { type: "boolean", default: false } } });
 type T = Item<typeof Todo.fields>;
@@ -22,5 +22,16 @@ describe("useQuery deps", () => {
     expectTypeOf(useQuery({ source: "/data/t", schema: Todo, where: (t: T) => t.get("done") === done }, [done])).toEqualTypeOf<readonly T[]>();
     // @ts-expect-error a comparator is a function too
     useQueryCount({ source: "/data/t", schema: Todo, sortBy: (a: T, b: T) => a.get("text").localeCompare(b.get("text")) });
+  });
+});
+
+describe("useItem with a schema", () => {
+  it("types the item by the schema; without it, fields are untyped", () => {
+    const todo = useItem("/data/t/k", Todo);
+    expectTypeOf(todo).toEqualTypeOf<T | undefined>();
+    expectTypeOf(todo!.get("done")).toEqualTypeOf<boolean>();
+    // @ts-expect-error not a field of Todo
+    todo!.get("title");
+    expectTypeOf(useItem("/data/t/k")!.get("done")).not.toEqualTypeOf<boolean>();
   });
 });

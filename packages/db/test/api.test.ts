@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { IbexError } from "../src/index.js";
+import { IbexError, defineSchema } from "../src/index.node.js";
 import { Task, openDb, settle, tempDir } from "./helpers.js";
 
 describe("items", () => {
@@ -17,6 +17,16 @@ describe("items", () => {
     expect(db.item(item.path)).toBe(item);
     item.delete();
     expect(item.isDeleted).toBe(true);
+    await db.close();
+  });
+
+  it("db.item with a schema returns the item of that schema and refuses another", async () => {
+    const db = await openDb();
+    const item = db.create("/data/todos", Task, { text: "Milk" });
+    expect(db.item(item.path, Task)).toBe(item);
+    expect(db.item("/data/todos/nope", Task)).toBeUndefined();
+    const Other = defineSchema({ ns: "other", version: 1, fields: { text: { type: "string" } } });
+    expect(() => db.item(item.path, Other)).toThrow(expect.objectContaining({ code: "ERR_VALIDATION", path: item.path }));
     await db.close();
   });
 

@@ -6,7 +6,7 @@
 
 import { describe, expect, it } from "vitest";
 
-import { IbexError } from "../src/index.js";
+import { IbexError } from "../src/index.node.js";
 import { Database, type OpenOptions } from "../src/main/database.js";
 import type { LogBackend, WasmEngine } from "../src/engine/wasm_engine.js";
 import type { StorageProvider } from "../src/engine/storage.js";

@@ -2,7 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { IbexDB, type IbexOpenOptions, defineSchema } from "../src/index.js";
+import { IbexDB, type IbexOpenOptions, defineSchema } from "../src/index.node.js";
 
 export const Task = defineSchema({
   ns: "task",

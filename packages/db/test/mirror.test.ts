@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { type Value, Writer, compareUtf8, writeFields } from "../src/wire/codec.js";
 import type { EngineChannel, FromEngine, ToEngine } from "../src/wire/protocol.js";
 import { Database } from "../src/main/database.js";
-import { type Schema, defineSchema } from "../src/index.js";
+import { type Schema, defineSchema } from "../src/index.node.js";
 import { Task, openDb, settle, tempDir } from "./helpers.js";
 
 interface HeadSpec {

@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from "vitest";
 
-import type { Item } from "../src/index.js";
+import type { Item } from "../src/index.node.js";
 import { Task, openDb, settle, tempDir } from "./helpers.js";
 
 function rng(seed: number) {

@@ -2,7 +2,7 @@
 
 import { afterEach, describe, expect, it } from "vitest";
 
-import type { IbexDB, IbexError } from "../src/index.js";
+import type { IbexDB, IbexError } from "../src/index.node.js";
 import { Task, openDb, tempDir } from "./helpers.js";
 import { type Server, startServer } from "./server.js";
 

@@ -2,7 +2,7 @@
 // merge with concurrent edits made elsewhere in the same text.
 import { describe, expect, it } from "vitest";
 
-import { IbexError } from "../src/index.js";
+import { IbexError } from "../src/index.node.js";
 import { Task, openDb, settle, tempDir } from "./helpers.js";
 
 function code(fn: () => void): string | undefined {

@@ -2,7 +2,7 @@
 
 import { describe, expectTypeOf, it } from "vitest";
 
-import { type IbexDB, type Item, type Scalar, defineSchema } from "../src/index.js";
+import { type IbexDB, type Item, type Scalar, defineSchema } from "../src/index.node.js";
 
 const Note = defineSchema({
   ns: "note",
@@ -39,5 +39,13 @@ describe("schema types", () => {
     expectTypeOf(db.create("/data/n", Note, { title: "x" })).toEqualTypeOf<Item<typeof Note.fields>>();
     // @ts-expect-error title is required
     db.create("/data/n", Note, { done: true });
+  });
+});
+
+describe("db.item with a schema", () => {
+  it("types the item by the schema", () => {
+    expectTypeOf(db.item("/data/n/k", Note)).toEqualTypeOf<Item<typeof Note.fields> | undefined>();
+    expectTypeOf(db.item("/data/n/k", Note)!.get("done")).toEqualTypeOf<boolean>();
+    expectTypeOf(db.item("/data/n/k")!.get("done")).not.toEqualTypeOf<boolean>();
   });
 });

@@ -310,12 +310,21 @@ export class Database {
 
   /** The item at `path`, or undefined if it does not exist (or its
    * repository has not loaded yet: see `open`). Synchronous. */
-  item<F extends Fields = Fields>(path: string): Item<F> | undefined {
-    const hit = this.mirror.at(path);
-    if (hit) return hit as unknown as Item<F>;
-    const { repo, key } = splitItemPath(path);
-    if (!this.opening.has(repo) && !this.closed) void this.open(repo);
-    return this.mirror.get(repo, key) as Item<F> | undefined;
+  item<F extends Fields>(path: string, schema: Schema<F>): Item<F> | undefined;
+  item<F extends Fields = Fields>(path: string): Item<F> | undefined;
+  /** With `schema`, the item is typed by it, and an item of another
+   * schema (namespace) is refused with ERR_VALIDATION rather than mistyped. */
+  item<F extends Fields = Fields>(path: string, schema?: Schema<F>): Item<F> | undefined {
+    let found = this.mirror.at(path) as unknown as Item<F> | undefined;
+    if (!found) {
+      const { repo, key } = splitItemPath(path);
+      if (!this.opening.has(repo) && !this.closed) void this.open(repo);
+      found = this.mirror.get(repo, key) as Item<F> | undefined;
+    }
+    if (found && schema && found.schema.ns !== schema.ns) {
+      throw new IbexError("ERR_VALIDATION", `${path} holds a "${found.schema.ns}" item, not "${schema.ns}"`, { path });
+    }
+    return found;
   }
 
   /** Number of items in a loaded repository (including soft-deleted ones), O(1). */

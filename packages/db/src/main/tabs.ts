@@ -48,6 +48,17 @@ function startWorker(name: string): Worker {
   return new Worker(new URL("../engine/worker.js", import.meta.url), { type: "module", name: `ibex:${name}` });
 }
 
+/** Why the worker failed, with where it was loaded from and the likely fix:
+ * a script that does not load fires a bare `error` event (no message). */
+function workerFailure(e: Event | ErrorEvent): string {
+  const at = new URL("../engine/worker.js", import.meta.url).href;
+  const why = "message" in e && e.message ? e.message : "it did not load (not found, not served as JavaScript, or not a module)";
+  const hint = at.includes("/.vite/deps/")
+    ? ' Vite pre-bundled @ibexdb/db, which moves its worker away from its files: add optimizeDeps: { exclude: ["@ibexdb/db"] } to vite.config.'
+    : " Serve @ibexdb/db's dist/ and wasm/ folders as they are published (the worker and the WASM module are loaded relative to dist/main/tabs.js).";
+  return `The engine worker from ${at} failed: ${why}.${hint}`;
+}
+
 export function workerChannel(name: string, storage: BootMessage["storage"], server?: string): EngineChannel {
   // A server given as a page-relative URL ("/") becomes ws(s)://host/sync.
   const url = server === undefined ? undefined : new URL(server.endsWith("/sync") ? server : `${server.replace(/\/$/, "")}/sync`, location.href);
@@ -66,7 +77,7 @@ export function workerChannel(name: string, storage: BootMessage["storage"], ser
   const spareReady = withModule(spare);
   // Kept until this tab leads (a follower never needed the worker).
   let spareError: string | null = null;
-  spare.onerror = (e) => (spareError = e.message || "the worker failed to load");
+  spare.onerror = (e) => (spareError = workerFailure(e));
 
   const tab = `tab-${crypto.getRandomValues(new Uint32Array(2)).join("-")}`;
   const bc = new BroadcastChannel(`ibex:${name}`);
@@ -103,9 +114,9 @@ export function workerChannel(name: string, storage: BootMessage["storage"], ser
     spare = null;
     worker = w;
     w.onmessage = (e: MessageEvent<FromEngine>) => handler(e.data);
-    w.onerror = (e) => handler({ t: "error", code: "ERR_WORKER", message: `Engine worker error: ${e.message}` });
+    w.onerror = (e) => handler({ t: "error", code: "ERR_WORKER", message: workerFailure(e) });
     if (spareError !== null) {
-      handler({ t: "error", code: "ERR_WORKER", message: `Engine worker error: ${spareError}` });
+      handler({ t: "error", code: "ERR_WORKER", message: spareError });
       spareError = null;
     }
     // After the module (when it compiled), so the worker does not compile
