@@ -36,7 +36,7 @@ function dirBytes(d) {
 
 const APPLY = {
   async ibex(edits, batch) {
-    const { IbexDB, defineSchema } = await import("../../packages/db/dist/index.js");
+    const { IbexDB, defineSchema } = await import("../../packages/db/dist/index.node.js");
     const S = defineSchema({ ns: "doc", version: 1, fields: { text: { type: "text" } } });
     const dir = mkdtempSync(join(tmpdir(), "ibex-w4-"));
     const db = await IbexDB.open({ name: "w4", schemas: [S], storage: { dir } });
@@ -103,7 +103,7 @@ function saveTemp(bytes) {
  * the baseline is taken after loading the module, before opening). */
 const REOPEN = {
   async ibex(dir, k) {
-    const { IbexDB, defineSchema } = await import("../../packages/db/dist/index.js");
+    const { IbexDB, defineSchema } = await import("../../packages/db/dist/index.node.js");
     const S = defineSchema({ ns: "doc", version: 1, fields: { text: { type: "text" } } });
     const open = () => IbexDB.open({ name: "w4", schemas: [S], storage: { dir }, repos: ["/data/doc"] });
     await (await IbexDB.open({ name: "warm", schemas: [S] })).close();
