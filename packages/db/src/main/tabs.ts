@@ -31,8 +31,21 @@ export function engineModule(): Promise<WebAssembly.Module | null> {
   return compiled;
 }
 
+/** Where the package's own files are served when a dev server moved this
+ * module away from them. Vite's dependency optimizer (Vite 7 and older)
+ * copies it into `node_modules/.vite/deps/` and leaves the worker and the
+ * WASM module behind, so URLs relative to `import.meta.url` point at files
+ * that do not exist there (vitejs/vite#8427, #21056). The dev server still
+ * serves the package where it is installed, under the same base. */
+function movedPackageBase(): URL | null {
+  const here = import.meta.url;
+  const at = here.indexOf("/node_modules/.vite/");
+  return at < 0 ? null : new URL(`${here.slice(0, at)}/node_modules/@ibexdb/db/`);
+}
+
 async function compileEngine(): Promise<WebAssembly.Module> {
-  const url = new URL("../../wasm/ibex_wasm_bg.wasm", import.meta.url);
+  const moved = movedPackageBase();
+  const url = moved ? new URL("wasm/ibex_wasm_bg.wasm", moved) : new URL("../../wasm/ibex_wasm_bg.wasm", import.meta.url);
   try {
     // Compiles while the bytes download.
     return await WebAssembly.compileStreaming(fetch(url));
@@ -45,16 +58,19 @@ async function compileEngine(): Promise<WebAssembly.Module> {
 /** The engine's worker (written out as one expression: bundlers such as
  * Vite find and bundle the worker by this exact shape). */
 function startWorker(name: string): Worker {
+  const moved = movedPackageBase();
+  if (moved) return new Worker(new URL("dist/engine/worker.js", moved), { type: "module", name: `ibex:${name}` });
   return new Worker(new URL("../engine/worker.js", import.meta.url), { type: "module", name: `ibex:${name}` });
 }
 
 /** Why the worker failed, with where it was loaded from and the likely fix:
  * a script that does not load fires a bare `error` event (no message). */
 function workerFailure(e: Event | ErrorEvent): string {
-  const at = new URL("../engine/worker.js", import.meta.url).href;
+  const moved = movedPackageBase();
+  const at = (moved ? new URL("dist/engine/worker.js", moved) : new URL("../engine/worker.js", import.meta.url)).href;
   const why = "message" in e && e.message ? e.message : "it did not load (not found, not served as JavaScript, or not a module)";
-  const hint = at.includes("/.vite/deps/")
-    ? ' Vite pre-bundled @ibexdb/db, which moves its worker away from its files: add optimizeDeps: { exclude: ["@ibexdb/db"] } to vite.config.'
+  const hint = moved
+    ? ' A dev server pre-bundled @ibexdb/db and does not serve the package at node_modules/@ibexdb/db/: add optimizeDeps: { exclude: ["@ibexdb/db"] } to vite.config.'
     : " Serve @ibexdb/db's dist/ and wasm/ folders as they are published (the worker and the WASM module are loaded relative to dist/main/tabs.js).";
   return `The engine worker from ${at} failed: ${why}.${hint}`;
 }
