@@ -1,4 +1,4 @@
-// `npm run bench`: workloads of ../shared/BENCHMARKS.md, Ibex side by side
+// `npm run bench`: workloads of docs/BENCHMARKS.md, Ibex side by side
 // with peers in the same run, in headless Chromium (Debian's) on OPFS,
 // pages served from 127.0.0.1. Writes bench/RESULTS.md and results.json,
 // then the README's performance table from them (readme.mjs). Verdicts
@@ -172,7 +172,7 @@ async function main() {
  * mode (node/w4.mjs). Skipped, with the reason, when the trace is absent. */
 function w4() {
   const trace = findTrace(root);
-  if (!trace) return { skipped: "the B4 trace (automerge-paper.json.gz) was not found: set IBEX_TRACE or place it at ../shared/data/" };
+  if (!trace) return { skipped: "the B4 trace (automerge-paper.json.gz) was not found: set IBEX_TRACE or place it at bench/data/" };
   const out = { rows: [] };
   for (const impl of ["ibex", "loro", "automerge"]) {
     for (const mode of ["edit", "batch"]) {
@@ -580,7 +580,7 @@ function report(r) {
     );
   }
   lines.push("## Targets", "");
-  lines.push("Every target of `../shared/BENCHMARKS.md` (`bench/targets.mjs`), evaluated from this run's numbers; \"not measured\" = the run produced no such number (or not the peer's it is compared with).", "");
+  lines.push("Every target of `docs/BENCHMARKS.md` (`bench/targets.mjs`), evaluated from this run's numbers; \"not measured\" = the run produced no such number (or not the peer's it is compared with).", "");
   lines.push("| workload | measure | Ibex | target | met |", "|---|---|---|---|---|");
   for (const v of V.values()) lines.push(`| ${v.workload} | ${v.measure}${v.id.includes("@") ? ` (${v.id.split("@")[1]})` : ""} | ${v.shown} | ${v.target} | ${metCell(V, [v.id], { bold: true })} |`);
   const all = [...V.values()];

@@ -1,4 +1,4 @@
-// The targets of ../shared/BENCHMARKS.md as data. Each entry names the
+// The targets of docs/BENCHMARKS.md as data. Each entry names the
 // number it judges (an extractor over results.json) and the bound(s) it
 // must meet; `evaluate` computes every verdict from the results, and both
 // RESULTS.md (run.mjs) and the README's table (readme.mjs) print those

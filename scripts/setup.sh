@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine of this kind lacks, and nothing else.
 # Idempotent: every step checks first and is skipped when already done.
-# Versions and traps: ../shared/TOOLCHAIN.md.
+# Versions and traps: docs/TOOLCHAIN.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { echo "[setup] $*"; }

@@ -15,7 +15,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 
-export const TRACE_PATHS = [process.env.IBEX_TRACE, "../shared/data/automerge-paper.json.gz", "../../shared/data/automerge-paper.json.gz", "/work/shared/data/automerge-paper.json.gz"];
+export const TRACE_PATHS = [process.env.IBEX_TRACE, fileURLToPath(new URL("../data/automerge-paper.json.gz", import.meta.url))];
 
 export function findTrace(from) {
   for (const p of TRACE_PATHS) {
