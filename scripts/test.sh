@@ -16,6 +16,9 @@ cargo build --target wasm32-unknown-unknown -p ibex-core
 echo "== WASM module builds and binds"
 bash scripts/build.sh
 
+echo "== ibex-server release build (packed into @ibexdb/server-linux-x64 by its test)"
+cargo build --release -p ibex-server
+
 echo "== TypeScript workspace tests"
 ts=$(mktemp)
 trap 'rm -f "$out" "$ts"' EXIT
