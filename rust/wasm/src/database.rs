@@ -490,6 +490,20 @@ mod tests {
     use ibex_core::sync::frame::{Role, auth_payload, welcome_payload};
     use ibex_core::{Certificate, Change, FieldDef, FieldType, ItemData, MemStorage, SchemaId, Value};
 
+    /// Every item's encoded head by key: `heads` lists items in hash-map
+    /// order, which differs between two opens of the same repository.
+    fn heads_by_key(db: &mut Database, repo: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+        let r = db.repo_mut(repo).unwrap();
+        let keys: Vec<String> = r.keys().map(str::to_owned).collect();
+        keys.into_iter()
+            .map(|k| {
+                let mut w = Writer::new();
+                assert!(r.encode_head(&k, &mut w));
+                (k, w.into_bytes())
+            })
+            .collect()
+    }
+
     fn schemas() -> Vec<u8> {
         let mut w = Writer::new();
         w.varint(1);
@@ -537,7 +551,7 @@ mod tests {
         let mut again = Database::new([1; 32], &schemas()).unwrap();
         let report = again.open("/data/todos", Box::new(mem), None).unwrap();
         assert_eq!(report.commits, 1);
-        assert_eq!(again.heads("/data/todos").unwrap(), rep.heads("/data/todos").unwrap());
+        assert_eq!(heads_by_key(&mut again, "/data/todos"), heads_by_key(&mut rep, "/data/todos"));
     }
 
     #[test]
@@ -548,13 +562,14 @@ mod tests {
         assert_eq!(report.checkpoint, ibex_core::CheckpointUse::Created);
         let batch = encode_mutations(&[put("a", "text", Value::Str("milk".into())), put("b", "text", Value::Str("eggs".into()))]);
         rep.mutate(&batch, 1000).unwrap();
-        let heads = rep.heads("/data/todos").unwrap();
+        let heads = heads_by_key(&mut rep, "/data/todos");
+        assert_eq!(heads.len(), 2);
         rep.close("/data/todos").unwrap();
         let mut again = Database::new([1; 32], &schemas()).unwrap();
         let report = again.open("/data/todos", Box::new(log), Some(Box::new(ck))).unwrap();
         assert_eq!(report.checkpoint, ibex_core::CheckpointUse::Used { tail: 0 });
         assert_eq!(report.commits, 2);
-        assert_eq!(again.heads("/data/todos").unwrap(), heads);
+        assert_eq!(heads_by_key(&mut again, "/data/todos"), heads);
     }
 
     #[test]
