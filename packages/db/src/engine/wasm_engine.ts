@@ -1,5 +1,7 @@
 // What the engine host needs from the WASM module (rust/wasm/src/engine.rs,
-// built by wasm-bindgen): typed here once, for the worker and for Node.
+// built by wasm-bindgen). The worker and Node assign wasm-bindgen's
+// generated `Engine` (wasm/ibex_wasm.d.ts) to this interface without a
+// cast, so a method renamed or retyped on the Rust side fails `tsc -b`.
 
 import type { LoadReport, User } from "../wire/protocol.js";
 

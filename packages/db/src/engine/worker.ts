@@ -46,7 +46,7 @@ scope.onmessage = async (e: MessageEvent<ToEngine | BootMessage | ModuleMessage>
     try {
       await (wasm ??= init());
       const factory = {
-        create: (seed: Uint8Array, schemas: Uint8Array) => new Engine(seed, schemas) as unknown as WasmEngine,
+        create: (seed: Uint8Array, schemas: Uint8Array): WasmEngine => new Engine(seed, schemas),
         newSessionSeed: () => Engine.newSessionSeed(),
         version: () => version(),
       };

@@ -116,14 +116,12 @@ export async function nodeEngineFactory(): Promise<EngineFactory> {
   if (factory) return factory;
   const here = dirname(fileURLToPath(import.meta.url));
   const glue = join(here, "..", "..", "wasm", "ibex_wasm.js");
-  const mod = (await import(glue)) as {
-    initSync(opts: { module: Uint8Array }): unknown;
-    Engine: { new (seed: Uint8Array, schemas: Uint8Array): WasmEngine; newSessionSeed(): Uint8Array };
-    version(): string;
-  };
+  // Typed by wasm-bindgen's own declarations, so the compiler checks the
+  // generated Engine against WasmEngine (as the worker does).
+  const mod = (await import(glue)) as typeof import("../../wasm/ibex_wasm.js");
   mod.initSync({ module: new Uint8Array(readFileSync(join(here, "..", "..", "wasm", "ibex_wasm_bg.wasm"))) });
   factory = {
-    create: (seed, schemas) => new mod.Engine(seed, schemas),
+    create: (seed, schemas): WasmEngine => new mod.Engine(seed, schemas),
     newSessionSeed: () => mod.Engine.newSessionSeed(),
     version: () => mod.version(),
   };
