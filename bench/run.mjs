@@ -143,7 +143,7 @@ async function main() {
       loro: size(largestWasm(join(here, "node_modules/loro-crdt"))),
       automerge: size(largestWasm(join(here, "node_modules/@automerge/automerge"))),
     };
-    const unoptimized = join(root, "target/wasm32-unknown-unknown/release/ibex_wasm.wasm");
+    const unoptimized = join(root, "target/wasm32-unknown-unknown/wasm/ibex_wasm.wasm");
     if (existsSync(unoptimized)) results.w9where = wasmBreakdown(unoptimized);
   } finally {
     await browser.close();
@@ -616,7 +616,7 @@ function causes(r) {
   if (wh) {
     const share = (what) => wh.top.filter((t) => t.what.startsWith(what)).reduce((a, t) => a + t.bytes, 0);
     const pct = (x) => `${((100 * x) / wh.codeBytes).toFixed(0)}%`;
-    out.push(`- **W9 size**: before optimization, slice sorting monomorphized per element type and comparator is ${pct(share("core::slice::sort"))} of the code and BTreeMap/BTreeSet ${pct(share("alloc::collections::btree"))}, against ${pct(share("ibex_core"))} for the engine's own logic (table in W9): fewer sort and B-tree instantiations are the first lever.`);
+    out.push(`- **W9 size**: before optimization, slice sorting monomorphized per element type and comparator is ${pct(share("core::slice::sort"))} of the code and BTreeMap/BTreeSet ${pct(share("alloc::collections::btree"))}, against ${pct(share("ibex_core"))} for the engine's own logic (table in W9): fewer sort and B-tree instantiations are the first lever. Two cheaper levers were tried on 2026-11-30 and not taken: ed25519 without precomputed basepoint tables (−35 KB gzip, but signing about twice as slow: 100 creates 7.75 → 16.5 ms) and opt-level "z" (−26 KB gzip, ~10% slower open and writes); see the workspace Cargo.toml.`);
   }
   return out.length > 2 ? [...out, ""] : [];
 }

@@ -109,5 +109,5 @@ export function wasmBreakdown(file) {
   });
   const total = code.reduce((a, x) => a + x, 0);
   const top = [...by].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([what, bytes]) => ({ what, bytes }));
-  return { file: "target/wasm32-unknown-unknown/release/ibex_wasm.wasm", codeBytes: total, dataBytes: data, functions: code.length, top };
+  return { file: "target/wasm32-unknown-unknown/wasm/ibex_wasm.wasm", codeBytes: total, dataBytes: data, functions: code.length, top };
 }
