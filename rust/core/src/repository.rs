@@ -492,11 +492,23 @@ impl Repository {
         if buf.len() > crate::log::HEADER_LEN {
             return Err(Error::Storage("persist_to needs an empty log".into()));
         }
-        for c in self.commits_in_order() {
-            log.append(crate::log::KIND_COMMIT, c.bytes())?;
+        let ids: Vec<CommitId> = self.commits_in_order().iter().map(|c| c.id).collect();
+        for id in ids {
+            let n = self.nodes.get_mut(&id).expect("listed above");
+            // Where it lives, for a checkpoint to point at.
+            n.at = Some(log.append(crate::log::KIND_COMMIT, n.commit.bytes())?);
         }
         self.log = Some(log);
         Ok(())
+    }
+
+    /// Gives a repository that was created in memory and then persisted
+    /// (`persist_to`) a checkpoint beside its log, written from the next
+    /// `write_checkpoint` or flush on (whatever the storage held is replaced).
+    pub fn attach_checkpoint(&mut self, storage: Box<dyn Storage>) {
+        if self.checkpoint.is_none() {
+            self.checkpoint = Some(CheckpointState { storage, commits: self.nodes.len(), bytes: 0 });
+        }
     }
 
     pub fn registry(&self) -> &Arc<Registry> {

@@ -194,6 +194,7 @@ pub async fn run(shared: Arc<Shared>, path: RepoPath, mut rx: mpsc::Receiver<Rep
         pending_reported: 0,
     };
     a.ensure_open();
+    let mut stopped = None;
     loop {
         let deadline = a.next_deadline();
         let msg = tokio::select! {
@@ -208,8 +209,9 @@ pub async fn run(shared: Arc<Shared>, path: RepoPath, mut rx: mpsc::Receiver<Rep
         };
         let Some(msg) = msg else { break };
         if let RepoMsg::Stop { reply } = msg {
-            a.flush();
-            let _ = reply.send(());
+            // Answered below, once the log and the checkpoint are written:
+            // nothing touches the files after the answer.
+            stopped = Some(reply);
             shared.registry.retire(&path, &rx);
             break;
         }
@@ -225,12 +227,16 @@ pub async fn run(shared: Arc<Shared>, path: RepoPath, mut rx: mpsc::Receiver<Rep
         }
     }
     a.flush();
+    a.checkpoint();
     if let Some(r) = &mut a.repo {
         // Waiting commits die with the actor (senders send them again).
         r.expire_pending(i64::MAX);
     }
     a.report_pending();
     Metrics::sub(&shared.metrics.repos_open, 1);
+    if let Some(reply) = stopped {
+        let _ = reply.send(());
+    }
 }
 
 impl Actor {
@@ -273,7 +279,38 @@ impl Actor {
             return Ok(r);
         }
         let storage = self.open_storage()?;
-        let opened = tokio::task::block_in_place(|| Repository::open(self.path.clone(), schemas.clone(), storage));
+        // Beside each log its checkpoint (rust/core/src/checkpoint.rs):
+        // opening reads it and the log's tail instead of every commit; a
+        // missing, torn or stale one is rebuilt from a full scan. Session
+        // certificates are read whole into the trust store: no checkpoint.
+        let ckpt = if self.path.as_str() == SESSIONS {
+            None
+        } else {
+            match self.open_storage_at(&self.file.with_extension("ckpt")) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    // Only slower: the whole log is read.
+                    tracing::warn!(repo = %self.path, error = %e, "cannot open the checkpoint; reading the whole log");
+                    None
+                }
+            }
+        };
+        let opened = tokio::task::block_in_place(|| match ckpt {
+            Some(ckpt) => {
+                let opened = Repository::open_checkpointed(self.path.clone(), schemas.clone(), storage, ckpt)?;
+                if !matches!(opened.1.checkpoint, ibex_core::CheckpointUse::Used { .. }) || self.log_records_intact()? {
+                    return Ok(opened);
+                }
+                // A record the checkpoint covers is damaged: the server
+                // heals (and reports) it as it does without a checkpoint,
+                // so the checkpoint is dropped and the log scanned whole.
+                drop(opened);
+                let mut ckpt = self.open_storage_at(&self.file.with_extension("ckpt"))?;
+                ckpt.truncate(0)?;
+                Repository::open_checkpointed(self.path.clone(), schemas.clone(), self.open_storage()?, ckpt)
+            }
+            None => Repository::open(self.path.clone(), schemas.clone(), storage),
+        });
         let (mut repo, report) = match opened {
             Ok(x) => x,
             Err(e @ Error::LogHeader(_)) => {
@@ -307,10 +344,39 @@ impl Actor {
         Ok(repo)
     }
 
+    /// Whether every record of the log still has its checksum. Opening from
+    /// a checkpoint reads only the records after it; the server still
+    /// checks the ones before (sequential reading and CRC32, no parsing),
+    /// because a damaged one must be reported and restored from clients
+    /// and peers rather than found when a peer asks for it.
+    fn log_records_intact(&self) -> Result<bool, Error> {
+        let bytes = self.open_storage()?.read_all()?;
+        let scan = ibex_core::log::scan(&bytes)?;
+        Ok(scan.corrupt.is_empty())
+    }
+
     fn open_storage(&self) -> Result<Box<dyn ibex_core::Storage>, Error> {
+        self.open_storage_at(&self.file)
+    }
+
+    fn open_storage_at(&self, file: &std::path::Path) -> Result<Box<dyn ibex_core::Storage>, Error> {
         match &self.shared.config.storage {
-            Some(f) => f.open(&self.file),
-            None => Ok(Box::new(FileStorage::open_private(&self.file)?)),
+            Some(f) => f.open(file),
+            None => Ok(Box::new(FileStorage::open_private(file)?)),
+        }
+    }
+
+    /// Writes the repository's checkpoint (after a successful flush: it
+    /// covers only what is durable). A failure costs only a longer next
+    /// open, so it is logged, not returned.
+    fn checkpoint(&mut self) {
+        if self.flush_failed.is_some() {
+            return;
+        }
+        if let Some(repo) = &mut self.repo
+            && let Err(e) = tokio::task::block_in_place(|| repo.write_checkpoint())
+        {
+            tracing::warn!(repo = %self.path, error = %e, "cannot write the checkpoint; the next open scans the whole log");
         }
     }
 
@@ -580,6 +646,16 @@ impl Actor {
             };
             match storage.and_then(|s| repo.persist_to(s)) {
                 Ok(()) => {
+                    if self.path.as_str() != SESSIONS {
+                        let ckpt = match &shared.config.storage {
+                            Some(f) => f.open(&self.file.with_extension("ckpt")),
+                            None => FileStorage::open_private(&self.file.with_extension("ckpt")).map(|s| Box::new(s) as Box<dyn ibex_core::Storage>),
+                        };
+                        match ckpt {
+                            Ok(c) => repo.attach_checkpoint(c),
+                            Err(e) => tracing::warn!(repo = %self.path, error = %e, "cannot create the checkpoint; the next open reads the whole log"),
+                        }
+                    }
                     if shared.registry.add_known(&self.path) {
                         tracing::info!(repo = %self.path, by = %by.session, "created repository");
                     }

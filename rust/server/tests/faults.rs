@@ -290,3 +290,44 @@ async fn f09_a_repository_that_fails_on_the_server_fails_alone() {
     assert_eq!(b.state().len(), 1, "a write to the healthy repository did not reach anyone");
     srv.stop().await;
 }
+
+// Checkpoints on the server: written beside each data log when a
+// repository closes (not for /sys/sessions, read whole into the trust
+// store); a restart opens from them; a torn one is never trusted: the log
+// is scanned, nothing is lost, and a whole checkpoint is written again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f11_checkpoints_beside_each_log_and_a_torn_one_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = server(dir.path()).await;
+    let mut a = Client::new(1);
+    a.connect(srv.addr).await;
+    for i in 0..50 {
+        a.write(&format!("k{i}"), "title", Value::Str(format!("item {i}")));
+    }
+    a.sync().await;
+    let want = a.state();
+    srv.stop().await;
+    a.disconnect().await;
+    let ckpt = dir.path().join("data/todos.ckpt");
+    let whole = std::fs::read(&ckpt).expect("a checkpoint beside data/todos.log");
+    assert!(whole.starts_with(b"IBEXCKPT"), "not a checkpoint: {} bytes", whole.len());
+    assert!(!dir.path().join("sys/sessions.ckpt").exists());
+
+    // Reopened from the checkpoint: a new client gets everything.
+    let srv = server(dir.path()).await;
+    let mut b = Client::new(2);
+    b.connect(srv.addr).await;
+    sync_until(&mut b, &want).await;
+    srv.stop().await;
+    b.disconnect().await;
+
+    // Torn: half of it. Everything is still served, and it is rewritten.
+    std::fs::write(&ckpt, &whole[..whole.len() / 2]).unwrap();
+    let srv = server(dir.path()).await;
+    let mut c = Client::new(3);
+    c.connect(srv.addr).await;
+    sync_until(&mut c, &want).await;
+    assert!(c.rejected.is_empty(), "{:?}", c.rejected);
+    srv.stop().await;
+    assert_eq!(std::fs::read(&ckpt).unwrap().len(), whole.len(), "the torn checkpoint was not rebuilt");
+}
