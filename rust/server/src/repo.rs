@@ -175,6 +175,15 @@ fn random_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// A repository file (log or checkpoint): the configured storage (tests
+/// inject failing disks), or a private file.
+fn storage_at(shared: &Shared, file: &std::path::Path) -> Result<Box<dyn ibex_core::Storage>, Error> {
+    match &shared.config.storage {
+        Some(f) => f.open(file),
+        None => Ok(Box::new(FileStorage::open_private(file)?)),
+    }
+}
+
 pub async fn run(shared: Arc<Shared>, path: RepoPath, mut rx: mpsc::Receiver<RepoMsg>) {
     let file = shared.config.data.join(path.kind()).join(format!("{}.log", path.name()));
     let mut a = Actor {
@@ -360,10 +369,7 @@ impl Actor {
     }
 
     fn open_storage_at(&self, file: &std::path::Path) -> Result<Box<dyn ibex_core::Storage>, Error> {
-        match &self.shared.config.storage {
-            Some(f) => f.open(file),
-            None => Ok(Box::new(FileStorage::open_private(file)?)),
-        }
+        storage_at(&self.shared, file)
     }
 
     /// Writes the repository's checkpoint (after a successful flush: it
@@ -640,18 +646,10 @@ impl Actor {
             return;
         }
         if !repo.is_persistent() {
-            let storage = match &shared.config.storage {
-                Some(f) => f.open(&self.file),
-                None => FileStorage::open_private(&self.file).map(|s| Box::new(s) as Box<dyn ibex_core::Storage>),
-            };
-            match storage.and_then(|s| repo.persist_to(s)) {
+            match storage_at(&shared, &self.file).and_then(|s| repo.persist_to(s)) {
                 Ok(()) => {
                     if self.path.as_str() != SESSIONS {
-                        let ckpt = match &shared.config.storage {
-                            Some(f) => f.open(&self.file.with_extension("ckpt")),
-                            None => FileStorage::open_private(&self.file.with_extension("ckpt")).map(|s| Box::new(s) as Box<dyn ibex_core::Storage>),
-                        };
-                        match ckpt {
+                        match storage_at(&shared, &self.file.with_extension("ckpt")) {
                             Ok(c) => repo.attach_checkpoint(c),
                             Err(e) => tracing::warn!(repo = %self.path, error = %e, "cannot create the checkpoint; the next open reads the whole log"),
                         }

@@ -58,16 +58,22 @@ async function compileEngine(): Promise<WebAssembly.Module> {
 /** The engine's worker (written out as one expression: bundlers such as
  * Vite find and bundle the worker by this exact shape). */
 function startWorker(name: string): Worker {
-  const moved = movedPackageBase();
-  if (moved) return new Worker(new URL("dist/engine/worker.js", moved), { type: "module", name: `ibex:${name}` });
+  const moved = movedWorkerUrl();
+  if (moved) return new Worker(moved, { type: "module", name: `ibex:${name}` });
   return new Worker(new URL("../engine/worker.js", import.meta.url), { type: "module", name: `ibex:${name}` });
+}
+
+/** The worker where the package is installed, when a dev server moved this module. */
+function movedWorkerUrl(): URL | null {
+  const moved = movedPackageBase();
+  return moved && new URL("dist/engine/worker.js", moved);
 }
 
 /** Why the worker failed, with where it was loaded from and the likely fix:
  * a script that does not load fires a bare `error` event (no message). */
 function workerFailure(e: Event | ErrorEvent): string {
-  const moved = movedPackageBase();
-  const at = (moved ? new URL("dist/engine/worker.js", moved) : new URL("../engine/worker.js", import.meta.url)).href;
+  const moved = movedWorkerUrl();
+  const at = (moved ?? new URL("../engine/worker.js", import.meta.url)).href;
   const why = "message" in e && e.message ? e.message : "it did not load (not found, not served as JavaScript, or not a module)";
   const hint = moved
     ? ' A dev server pre-bundled @ibexdb/db and does not serve the package at node_modules/@ibexdb/db/: add optimizeDeps: { exclude: ["@ibexdb/db"] } to vite.config.'
