@@ -60,6 +60,22 @@ impl Proc {
         unsafe {
             libc::kill(self.child.id() as i32, sig);
         }
+        if sig == libc::SIGSTOP {
+            // kill() returns before every thread has stopped; on a loaded
+            // machine one can still answer a frame. Wait for the event.
+            let stopped = || {
+                std::fs::read_dir(format!("/proc/{}/task", self.child.id())).into_iter().flatten().flatten().all(|t| {
+                    let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                    // The state follows the parenthesised command name.
+                    stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()).is_some_and(|st| st == "T" || st == "t")
+                })
+            };
+            let t0 = Instant::now();
+            while !stopped() {
+                assert!(t0.elapsed() < Duration::from_secs(5), "the server did not stop on SIGSTOP");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
     fn kill9(mut self) {
         self.signal(libc::SIGKILL);
