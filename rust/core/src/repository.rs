@@ -410,6 +410,34 @@ impl Repository {
         self.integrated.clear();
     }
 
+    /// Integrates commits this replica verified when they first entered it
+    /// and kept outside a log (a server's shared database, read back) with
+    /// their ids: as when opening a log, ids are not hashed again,
+    /// signatures not checked again and values not decoded. Each is parsed
+    /// (header only) and must belong here.
+    /// With `quiet` (loading at open) nothing is reported by
+    /// [`Repository::take_integrated`]; otherwise the new ones are, as for
+    /// any insert. Returns the commits integrated or waiting, and the ones
+    /// refused (malformed or of another repository) with why.
+    pub fn insert_trusted(&mut self, commits: impl IntoIterator<Item = (CommitId, Box<[u8]>)>, quiet: bool) -> (usize, Vec<Error>) {
+        if quiet {
+            self.track_changes = false;
+        }
+        let mut ok = 0;
+        let mut refused = Vec::new();
+        for (id, bytes) in commits {
+            match StoredCommit::parse_known(bytes, id).and_then(|c| self.insert_stored_inner(c, false, 0, 0, None)) {
+                Ok(_) => ok += 1,
+                Err(e) => refused.push(e),
+            }
+        }
+        if quiet {
+            self.track_changes = true;
+            self.integrated.clear();
+        }
+        (ok, refused)
+    }
+
     /// Writes a checkpoint of everything durable now (over the previous
     /// one). Needs the log flushed; computes every item's head first.
     pub fn write_checkpoint(&mut self) -> Result<()> {

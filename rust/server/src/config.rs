@@ -154,6 +154,13 @@ pub struct Config {
     pub limits: Limits,
     /// Where logs are stored (default: private files under `data`).
     pub storage: Option<Arc<dyn StorageFactory>>,
+    /// A shared PostgreSQL store (`postgres://…`) instead of files: any
+    /// number of servers with the same store and root key serve the same
+    /// repositories (`store/`).
+    pub store: Option<String>,
+    /// The root key itself (64 hex characters, e.g. from `IBEX_ROOT_KEY`),
+    /// instead of a file.
+    pub root_key_hex: Option<String>,
 }
 
 impl Config {
@@ -172,6 +179,8 @@ impl Config {
             repo_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             limits: Limits::default(),
             storage: None,
+            store: None,
+            root_key_hex: None,
         }
     }
 }

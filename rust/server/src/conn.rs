@@ -423,7 +423,7 @@ impl Conn {
                 Ok(())
             }
             (true, Frame::LoginInfo { token }) => {
-                match shared.logins().peek(&token) {
+                match peek_login(&shared, &token).await {
                     Ok(email) => self.out.push(Frame::LoginIs { email }.encode()),
                     Err(e) => self.out.push(Frame::error("", &e).encode()),
                 };
@@ -552,6 +552,14 @@ impl Conn {
                 Metrics::inc(&shared.metrics.quota_refusals);
             }
         })?;
+        if let Some(pg) = &shared.pg {
+            // Any server of the group may be the one the link is opened on.
+            let now = now_ms();
+            if let Err(e) = pg.put_login(&token, &email, now + shared.config.login_ttl.as_millis() as i64, now).await {
+                shared.logins().cancel(&token);
+                return Err(e.into());
+            }
+        }
         let base = shared.config.public_url.clone().unwrap_or_else(|| format!("http://{}", shared.config.addr));
         let link = format!("{}/?ibex-login={token}", base.trim_end_matches('/'));
         let verifier = shared.config.verifier.clone();
@@ -566,6 +574,9 @@ impl Conn {
             }
             Err(m) => {
                 shared.logins().cancel(&token);
+                if let Some(pg) = &shared.pg {
+                    let _ = pg.cancel_login(&token).await;
+                }
                 tracing::error!(%email, error = %m, "cannot send a login link");
                 Err(Error::Login(format!("the login link could not be sent: {m}")))
             }
@@ -578,7 +589,7 @@ impl Conn {
         if shared.trust().is_root(&ep.session) {
             return Err(Error::Login("the root session cannot log in".into()));
         }
-        let email = shared.logins().redeem(token)?;
+        let email = redeem_login(&shared, token).await?;
         let (tx, rx) = oneshot::channel();
         let users = RepoPath::parse(USERS).expect("valid path");
         shared.registry.send(&shared, &users, RepoMsg::User { email: email.clone(), reply: tx }).await.map_err(|e| Error::Storage(e.to_string()))?;
@@ -620,6 +631,28 @@ impl Conn {
 }
 
 /// Writes a certificate in `/sys/sessions` (durably) and updates trust.
+/// The address a login token is for, without using it up: from the
+/// shared store when there is one (the link may come from another server).
+async fn peek_login(shared: &Shared, token: &str) -> Result<String, Error> {
+    let Some(pg) = &shared.pg else { return shared.logins().peek(token) };
+    match pg.peek_login(token).await? {
+        Some((email, expires)) if now_ms() <= expires => Ok(email),
+        Some(_) => Err(Error::Login("this login link has expired; ask for a new one".into())),
+        None => Err(Error::Login("this login link is unknown or was already used".into())),
+    }
+}
+
+/// Uses a login token up (once, whichever server it was issued by).
+async fn redeem_login(shared: &Shared, token: &str) -> Result<String, Error> {
+    let Some(pg) = &shared.pg else { return shared.logins().redeem(token) };
+    shared.logins().cancel(token);
+    match pg.take_login(token).await? {
+        Some((email, expires)) if now_ms() <= expires => Ok(email),
+        Some(_) => Err(Error::Login("this login link has expired; ask for a new one".into())),
+        None => Err(Error::Login("this login link is unknown or was already used".into())),
+    }
+}
+
 pub async fn certify(shared: &Arc<Shared>, cert: Certificate) -> Result<(), Error> {
     let (tx, rx) = oneshot::channel();
     let sessions = RepoPath::parse(SESSIONS).expect("valid path");

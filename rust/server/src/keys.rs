@@ -8,6 +8,15 @@ use std::path::Path;
 use ibex_core::SessionKey;
 use sha2::{Digest, Sha256};
 
+/// The root key given as 64 hex characters (configuration, e.g.
+/// `IBEX_ROOT_KEY`).
+pub fn from_hex(text: &str) -> std::io::Result<SessionKey> {
+    let bad = |why: &str| Error::new(ErrorKind::InvalidData, format!("root key: {why}"));
+    let raw = hex::decode(text.trim()).map_err(|_| bad("not hex"))?;
+    let seed: [u8; 32] = raw.try_into().map_err(|_| bad("expected 64 hex characters (32 bytes)"))?;
+    Ok(SessionKey::from_seed(seed))
+}
+
 pub fn load_or_create(path: &Path) -> std::io::Result<SessionKey> {
     match std::fs::read_to_string(path) {
         Ok(text) => {

@@ -24,6 +24,7 @@ pub mod registry;
 pub mod repo;
 pub mod state;
 pub mod static_files;
+pub mod store;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -106,8 +107,16 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
+/// Ready to take traffic: not stopping, and with a shared store, its
+/// database reachable and listened to (`store/notify.rs`).
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    if shared.stopping() { (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response() } else { "ready".into_response() }
+    if shared.stopping() {
+        (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response()
+    } else if shared.pg.as_ref().is_some_and(|pg| !pg.ready()) {
+        (StatusCode::SERVICE_UNAVAILABLE, "unready: the database is unreachable; retrying").into_response()
+    } else {
+        "ready".into_response()
+    }
 }
 
 async fn metrics_route(State(shared): State<Arc<Shared>>) -> Response {
@@ -166,8 +175,26 @@ impl Running {
 /// Binds and starts serving; returns once the socket is listening.
 pub async fn start(config: Config) -> std::io::Result<Running> {
     let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
-    private_dir(&config.data)?;
-    let root = keys::load_or_create(&config.root_key.clone().unwrap_or_else(|| config.data.join("root.key")))?;
+    let pg = match &config.store {
+        Some(url) => {
+            if config.root_key.is_none() && config.root_key_hex.is_none() {
+                // Each server would make its own, and none would trust the others'
+                // certificates; the database never holds it.
+                return Err(invalid("ERR_CONFIG: a shared store needs the root key shared by configuration: --root-key FILE or IBEX_ROOT_KEY".into()));
+            }
+            let store = store::PgStore::connect(url, Duration::from_secs(30)).await.map_err(|e| invalid(format!("{}: {e}", e.code())))?;
+            tracing::info!(store = %store::postgres::redact(url), "repositories are kept in PostgreSQL");
+            Some(store)
+        }
+        None => {
+            private_dir(&config.data)?;
+            None
+        }
+    };
+    let root = match &config.root_key_hex {
+        Some(hex) => keys::from_hex(hex)?,
+        None => keys::load_or_create(&config.root_key.clone().unwrap_or_else(|| config.data.join("root.key")))?,
+    };
     let rules = match &config.rules {
         Some(text) => Rules::with_builtins(text).map_err(|e| invalid(format!("rules: {e}")))?,
         None => Rules::default(),
@@ -205,10 +232,18 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         repo_rt: repo_rt.handle().clone(),
         stopping: Default::default(),
         config: config.clone(),
+        pg: pg.clone(),
     });
-    shared.registry.scan(&config.data);
+    let mut listener_task = None;
+    if let Some(pg) = &pg {
+        let repos = pg.repos().await.map_err(|e| invalid(format!("{}: {e}", e.code())))?;
+        shared.registry.set_known(repos.iter().filter_map(|r| RepoPath::parse(r).ok()));
+        listener_task = Some(tokio::spawn(store::notify::run(shared.clone(), pg.clone())));
+    } else {
+        shared.registry.scan(&config.data);
+    }
     let sessions_log = config.data.join("sys").join("sessions.log");
-    if shared.registry.known().iter().any(|p| !p.as_str().starts_with("/sys/")) && !sessions_log.exists() {
+    if pg.is_none() && shared.registry.known().iter().any(|p| !p.as_str().starts_with("/sys/")) && !sessions_log.exists() {
         tracing::warn!("no /sys/sessions log but data exists: certifying sessions durably as they connect to restore it");
         shared.restoring_sessions.store(true, std::sync::atomic::Ordering::Relaxed);
     }
@@ -226,7 +261,8 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
     let accept = tokio::spawn(accept_loop(listener, app, shared.clone()));
     let root_hex = root.id().to_hex();
     tracing::info!(%addr, data = %config.data.display(), root = %root_hex, "ibex-server listening");
-    let peers = config.peers.iter().map(|url| tokio::spawn(peer::run(shared.clone(), url.clone()))).collect();
+    let mut peers: Vec<_> = config.peers.iter().map(|url| tokio::spawn(peer::run(shared.clone(), url.clone()))).collect();
+    peers.extend(listener_task);
     Ok(Running { addr, shared, accept, peers, repo_rt, metrics, root: root_hex })
 }
 

@@ -1,4 +1,6 @@
 //! `ibex-server --port 8080 --data ./data --static demo/dist`
+//! `ibex-server --store postgres://… --root-key /etc/ibex/root.key` (many servers, one database)
+//! `ibex-server import --data ./data --store postgres://…`
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +13,13 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    /// Keep repositories in PostgreSQL (postgres://user:password@host:port/db)
+    /// instead of files under --data: any number of servers given the same
+    /// store and root key serve the same repositories.
+    #[arg(long, env = "IBEX_STORE")]
+    store: Option<String>,
     /// Port to listen on.
     #[arg(long, default_value_t = 8080)]
     port: u16,
@@ -30,7 +39,7 @@ struct Args {
     #[arg(long = "peer")]
     peers: Vec<String>,
     /// Root key file (64 hex characters). Default: <data>/root.key,
-    /// created on first start.
+    /// created on first start. With --store, required (or IBEX_ROOT_KEY).
     #[arg(long = "root-key")]
     root_key: Option<PathBuf>,
     /// Authorization rules file (format in the README); default rules
@@ -94,6 +103,20 @@ struct Args {
     logins_per_address: u32,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Cmd {
+    /// Copies a file data directory into a PostgreSQL store (repeatable:
+    /// commits already there are skipped). Stop the file server first.
+    Import {
+        /// The data directory of a file-based server.
+        #[arg(long)]
+        data: PathBuf,
+        /// postgres://user:password@host:port/db
+        #[arg(long, env = "IBEX_STORE")]
+        store: String,
+    },
+}
+
 fn raise_fd_limit() {
     // Each connection and open repository is a file descriptor: use what
     // the system allows (the soft limit is often far below the hard one).
@@ -111,6 +134,18 @@ fn raise_fd_limit() {
 async fn main() {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
     let args = Args::parse();
+    if let Some(Cmd::Import { data, store }) = &args.command {
+        match ibex_server::store::import::run(data, store).await {
+            Ok(done) => {
+                println!("imported {} repositories: {} commits stored, {} already there, {} damaged records skipped", done.repos, done.commits, done.skipped, done.damaged);
+                return;
+            }
+            Err(e) => {
+                eprintln!("ibex-server import: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     raise_fd_limit();
     let addr: SocketAddr = match format!("{}:{}", args.host, args.port).parse() {
         Ok(a) => a,
@@ -123,6 +158,9 @@ async fn main() {
     config.static_dir = args.static_dir;
     config.peers = args.peers;
     config.root_key = args.root_key;
+    config.store = args.store;
+    // The root key as configuration (e.g. a secret in the environment).
+    config.root_key_hex = std::env::var("IBEX_ROOT_KEY").ok().filter(|k| !k.trim().is_empty());
     config.public_url = args.public_url;
     config.login_ttl = Duration::from_secs(args.login_ttl);
     if let Some(n) = args.repo_threads {

@@ -33,7 +33,8 @@ struct Inner {
     actors: HashMap<RepoPath, Actor>,
     subs: HashMap<RepoPath, HashMap<ConnId, Endpoint>>,
     by_conn: HashMap<ConnId, HashSet<RepoPath>>,
-    /// Repositories with a log under the data directory.
+    /// Repositories with a log under the data directory (or rows in the
+    /// shared store).
     known: BTreeSet<RepoPath>,
 }
 
@@ -120,6 +121,16 @@ impl Registry {
     /// The actor of `path` if it is running.
     pub fn running(&self, path: &RepoPath) -> Option<mpsc::Sender<RepoMsg>> {
         self.lock().actors.get(path).map(|a| a.tx.clone()).filter(|t| !t.is_closed())
+    }
+
+    /// The paths of every running actor.
+    pub fn running_paths(&self) -> Vec<RepoPath> {
+        self.lock().actors.iter().filter(|(_, a)| !a.tx.is_closed()).map(|(p, _)| p.clone()).collect()
+    }
+
+    /// Sets the repositories this server holds (a shared store's list).
+    pub fn set_known(&self, repos: impl IntoIterator<Item = RepoPath>) {
+        self.lock().known = repos.into_iter().collect();
     }
 
     /// Every running actor.

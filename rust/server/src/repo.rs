@@ -89,6 +89,13 @@ pub enum RepoMsg {
     Flush {
         reply: oneshot::Sender<bool>,
     },
+    /// A shared store (`store/notify.rs`) has commits of this repository up
+    /// to `seq` that other servers stored: read the ones after what this
+    /// actor read, integrate and relay them. `done` is answered after.
+    Refresh {
+        seq: i64,
+        done: Option<oneshot::Sender<()>>,
+    },
     Stop {
         reply: oneshot::Sender<()>,
     },
@@ -120,8 +127,19 @@ struct Link {
     backlog: Backlog,
 }
 
+/// A repository kept in a shared PostgreSQL store (`store/`): held in
+/// memory, its new commits inserted at each flush.
+struct Db {
+    store: Arc<crate::store::PgStore>,
+    /// The highest seq of this repository read or written here.
+    last_seq: i64,
+    /// Commits integrated here and not stored yet, parents first.
+    unstored: Vec<CommitId>,
+}
+
 struct Actor {
     shared: Arc<Shared>,
+    db: Option<Db>,
     path: RepoPath,
     file: PathBuf,
     repo: Option<Repository>,
@@ -187,6 +205,7 @@ fn storage_at(shared: &Shared, file: &std::path::Path) -> Result<Box<dyn ibex_co
 pub async fn run(shared: Arc<Shared>, path: RepoPath, mut rx: mpsc::Receiver<RepoMsg>) {
     let file = shared.config.data.join(path.kind()).join(format!("{}.log", path.name()));
     let mut a = Actor {
+        db: shared.pg.clone().map(|store| Db { store, last_seq: 0, unstored: Vec::new() }),
         shared: shared.clone(),
         path: path.clone(),
         file,
@@ -282,6 +301,11 @@ impl Actor {
         let limits =
             PendingLimits { max_commits: self.limits().pending_commits_per_repo, max_bytes: self.limits().pending_bytes_per_repo, max_owner_bytes: self.limits().pending_bytes_per_connection };
         let schemas = self.shared.schemas.clone();
+        if self.db.is_some() {
+            let mut repo = self.open_db()?;
+            repo.set_pending_limits(limits);
+            return Ok(repo);
+        }
         if !self.file.exists() {
             let mut r = Repository::new(self.path.clone(), schemas);
             r.set_pending_limits(limits);
@@ -351,6 +375,112 @@ impl Actor {
             self.shared.durable_certs().extend(durable);
         }
         Ok(repo)
+    }
+
+    /// Reads the repository from the shared store, every commit (they were
+    /// verified by the server that stored them), in pages.
+    fn open_db(&mut self) -> Result<Repository, Error> {
+        let db = self.db.as_mut().expect("a shared store");
+        let mut repo = Repository::new(self.path.clone(), self.shared.schemas.clone());
+        let mut last = 0;
+        let t0 = Instant::now();
+        loop {
+            let rows = db.store.block(db.store.read_after(self.path.as_str(), last))?;
+            let n = rows.len();
+            if let Some((seq, _, _)) = rows.last() {
+                last = *seq;
+            }
+            let refused = Self::insert_rows(&mut repo, rows, true).1;
+            if !refused.is_empty() {
+                Metrics::inc(&self.shared.metrics.damaged_logs);
+                tracing::error!(repo = %self.path, refused = refused.len(), first = %refused[0], "damaged commit rows in the database were skipped");
+            }
+            if n < crate::store::postgres::READ_ROWS as usize {
+                break;
+            }
+        }
+        db.last_seq = last;
+        // Whatever waits for parents was stored before its parents were:
+        // it stays waiting, as in a log.
+        tracing::debug!(repo = %self.path, commits = repo.commit_count(), ms = t0.elapsed().as_millis() as u64, "opened repository from the database");
+        if self.path.as_str() == SESSIONS {
+            self.shared.trust_mut().refresh_all(&mut repo);
+            let durable: Vec<SessionId> = repo.keys().filter_map(|k| hex::decode(k).ok()?.try_into().ok().map(SessionId)).collect();
+            self.shared.durable_certs().extend(durable);
+        }
+        Ok(repo)
+    }
+
+    /// Integrates rows read from the shared store; returns their ids and
+    /// the rows refused (an id that is not 32 bytes, bytes that do not
+    /// parse, another repository's commit).
+    fn insert_rows(repo: &mut Repository, rows: Vec<crate::store::postgres::Row>, quiet: bool) -> (Vec<CommitId>, Vec<Error>) {
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut bad = Vec::new();
+        let commits: Vec<(CommitId, Box<[u8]>)> = rows
+            .into_iter()
+            .filter_map(|(seq, id, bytes)| match <[u8; 32]>::try_from(id.as_slice()) {
+                Ok(id) => {
+                    ids.push(CommitId(id));
+                    Some((CommitId(id), bytes.into_boxed_slice()))
+                }
+                Err(_) => {
+                    bad.push(Error::Storage(format!("row {seq}: an id of {} bytes", id.len())));
+                    None
+                }
+            })
+            .collect();
+        let (_, refused) = repo.insert_trusted(commits, quiet);
+        bad.extend(refused);
+        (ids, bad)
+    }
+
+    /// Reads and relays what other servers stored after `last_seq`.
+    fn refresh(&mut self, seq: i64) {
+        if self.db.as_ref().is_none_or(|d| seq <= d.last_seq) || self.repo.is_none() {
+            // A repository not open yet reads everything when it opens.
+            return;
+        }
+        let mut from_db = std::collections::HashSet::new();
+        loop {
+            let db = self.db.as_mut().expect("checked");
+            let rows = match db.store.block(db.store.read_after(self.path.as_str(), db.last_seq)) {
+                Ok(r) => r,
+                Err(e) => {
+                    // The listener asks again once the database is back.
+                    tracing::warn!(repo = %self.path, error = %e, "cannot read new commits from the database");
+                    break;
+                }
+            };
+            let n = rows.len();
+            if let Some((s, _, _)) = rows.last() {
+                db.last_seq = *s;
+            }
+            let repo = self.repo.as_mut().expect("open");
+            let (ids, refused) = Self::insert_rows(repo, rows, false);
+            if !refused.is_empty() {
+                tracing::error!(repo = %self.path, refused = refused.len(), first = %refused[0], "damaged commit rows in the database were skipped");
+            }
+            from_db.extend(ids);
+            if n < crate::store::postgres::READ_ROWS as usize {
+                break;
+            }
+        }
+        if self.path.as_str() == SESSIONS {
+            let repo = self.repo.as_ref().expect("open");
+            let durable: Vec<SessionId> = from_db.iter().filter_map(|id| repo.commit(id)).filter_map(|c| hex::decode(&*c.key).ok()?.try_into().ok().map(SessionId)).collect();
+            self.shared.durable_certs().extend(durable);
+        }
+        let root = Endpoint::new(0, crate::outq::OutQueue::new(0, self.shared.metrics.clone()), self.shared.root.id(), true);
+        self.after_change_stored(None, &root, &Default::default(), &from_db);
+    }
+
+    /// Whether commits integrated here are not durable yet.
+    fn unsynced(&self) -> bool {
+        match &self.db {
+            Some(db) => !db.unstored.is_empty(),
+            None => self.repo.as_ref().is_some_and(|r| r.unsynced_bytes() > 0),
+        }
     }
 
     /// Whether every record of the log still has its checksum. Opening from
@@ -493,6 +623,12 @@ impl Actor {
             RepoMsg::Flush { reply } => {
                 self.flush();
                 let _ = reply.send(self.flush_failed.is_none());
+            }
+            RepoMsg::Refresh { seq, done } => {
+                self.refresh(seq);
+                if let Some(d) = done {
+                    let _ = d.send(());
+                }
             }
             RepoMsg::Stop { .. } => {}
         }
@@ -638,6 +774,12 @@ impl Actor {
     /// After commits may have been integrated: persist a new repository,
     /// refresh certificates, relay, and note that a flush is due.
     fn after_change(&mut self, source: Option<ConnId>, by: &Endpoint, received: &std::collections::HashSet<CommitId>) {
+        self.after_change_stored(source, by, received, &Default::default());
+    }
+
+    /// [`Actor::after_change`] where the commits in `stored` came from the
+    /// shared store: relayed, not stored again.
+    fn after_change_stored(&mut self, source: Option<ConnId>, by: &Endpoint, received: &std::collections::HashSet<CommitId>, stored: &std::collections::HashSet<CommitId>) {
         let shared = self.shared.clone();
         let repo = self.repo.as_mut().expect("open");
         let ids = repo.take_integrated();
@@ -645,7 +787,13 @@ impl Actor {
             self.release_held_if_clean();
             return;
         }
-        if !repo.is_persistent() {
+        if let Some(db) = &mut self.db {
+            let before = db.unstored.len();
+            db.unstored.extend(ids.iter().filter(|id| !stored.contains(id)));
+            if before == 0 && !db.unstored.is_empty() && shared.registry.add_known(&self.path) {
+                tracing::info!(repo = %self.path, by = %by.session, "created repository");
+            }
+        } else if !repo.is_persistent() {
             match storage_at(&shared, &self.file).and_then(|s| repo.persist_to(s)) {
                 Ok(()) => {
                     if self.path.as_str() != SESSIONS {
@@ -669,7 +817,7 @@ impl Actor {
             let keys: Vec<String> = ids.iter().filter_map(|id| repo.commit(id).map(|c| c.key.to_string())).collect();
             shared.trust_mut().refresh(repo, keys.iter().map(String::as_str));
         }
-        if self.dirty_since.is_none() {
+        if self.dirty_since.is_none() && (self.db.is_none() || self.unsynced()) {
             self.dirty_since = Some(Instant::now());
         }
         self.relay(&ids, source, received);
@@ -807,7 +955,7 @@ impl Actor {
 
     /// Frames held for a flush go out when nothing is waiting to be flushed.
     fn release_held_if_clean(&mut self) {
-        if self.dirty_since.is_some() || self.flush_failed.is_some() || self.repo.as_ref().is_some_and(|r| r.unsynced_bytes() > 0) {
+        if self.dirty_since.is_some() || self.flush_failed.is_some() || self.unsynced() {
             return;
         }
         let ids: Vec<ConnId> = self.serves.iter().filter(|(_, s)| !s.held.is_empty()).map(|(id, _)| *id).collect();
@@ -820,16 +968,38 @@ impl Actor {
         }
     }
 
+    /// Makes every commit integrated here durable: `fsync` of the log, or
+    /// one transaction of the shared store.
     fn flush(&mut self) {
-        let Some(repo) = self.repo.as_mut() else { return };
-        if repo.unsynced_bytes() == 0 {
+        if self.repo.is_none() {
+            return;
+        }
+        if !self.unsynced() {
             self.dirty_since = None;
             self.flush_failed = None;
             self.release_held_if_clean();
             return;
         }
+        let repo = self.repo.as_mut().expect("open");
         let t0 = Instant::now();
-        match tokio::task::block_in_place(|| repo.flush()) {
+        let done = match &mut self.db {
+            Some(db) => {
+                let commits: Vec<(&[u8], &[u8])> = db.unstored.iter().filter_map(|id| repo.commit(id)).map(|c| (&c.id.0[..], c.bytes())).collect();
+                match db.store.block(db.store.append(self.path.as_str(), &commits, now_ms())) {
+                    Ok((_, mine)) => {
+                        if !mine.is_empty() && *mine.start() == db.last_seq + 1 {
+                            // Nobody stored anything in between: nothing to read back.
+                            db.last_seq = *mine.end();
+                        }
+                        db.unstored.clear();
+                        Ok(())
+                    }
+                    Err(e) => Err(Error::from(e)),
+                }
+            }
+            None => tokio::task::block_in_place(|| repo.flush()),
+        };
+        match done {
             Ok(()) => {
                 self.shared.metrics.flushed(t0.elapsed().as_micros() as u64);
                 if self.flush_failed.take().is_some() {

@@ -142,6 +142,8 @@ pub struct Shared {
     pub inbound: Arc<Semaphore>,
     pub repo_rt: tokio::runtime::Handle,
     pub stopping: AtomicBool,
+    /// The shared PostgreSQL store (`--store`); `None`: files under `data`.
+    pub pg: Option<Arc<crate::store::PgStore>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -4,6 +4,8 @@
 //! runs), verifying every received commit like the browser engine.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -171,7 +173,7 @@ impl Client {
     }
 
     pub async fn try_connect(&mut self, addr: SocketAddr) -> Result<(), String> {
-        self.ws = Some(Client::raw(addr).await);
+        self.ws = Some(connect_async(format!("ws://{addr}/sync")).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?.0);
         self.closed = None;
         self.session.connected(self.now());
         self.user = None;

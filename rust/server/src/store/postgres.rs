@@ -1,0 +1,343 @@
+//! Repositories in PostgreSQL (`--store postgres://…`): the connection
+//! pool, migrations, and every query the server makes (prepared and cached
+//! per connection). Tables are described in `schema.rs`, the notification
+//! protocol in `notify.rs`.
+//!
+//! Storing commits ([`PgStore::append`]), one transaction per flush of a
+//! repository actor:
+//!
+//! 1. `INSERT … ON CONFLICT DO NOTHING` the repository's row, then lock it
+//!    (`SELECT last_seq … FOR UPDATE`): writers of one repository take
+//!    turns, so seqs are given in commit order and a reader that saw seq `n`
+//!    has seen everything before it.
+//! 2. Insert the commits not stored yet (another server may have stored
+//!    the same ones), numbered `last_seq + 1 …` without gaps, in the order
+//!    given (parents first); in slices of at most [`APPEND_ROWS`] rows.
+//! 3. Raise `last_seq`, `pg_notify` the new one (delivered at commit), and
+//!    commit. Only then does the actor acknowledge.
+//!
+//! Every call has a deadline ([`OP_TIMEOUT`]); a failure marks the store
+//! failing (`/readyz` unready) until a call succeeds again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use super::schema;
+
+/// The channel notifications of new commits are sent on.
+pub const CHANNEL: &str = "ibex_commits";
+/// Most rows inserted by one statement.
+pub const APPEND_ROWS: usize = 1_000;
+/// Most rows read by one statement (a repository opens in pages of this).
+pub const READ_ROWS: i64 = 5_000;
+/// Deadline of one database call (a dead or frozen database is an error
+/// the caller retries, never a hang).
+pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections in the pool (repository actors and login calls share them).
+pub const POOL_SIZE: usize = 16;
+
+/// What can go wrong with the database, with stable codes (reported in
+/// the server's log and, as `ERR_STORAGE`, to clients whose commits wait).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The `--store` URL does not parse.
+    #[error("--store: {0}")]
+    Url(String),
+    /// The database cannot be reached (down, restarting, failing over).
+    #[error("the database is unreachable: {0}")]
+    Unavailable(String),
+    /// The database was migrated by a newer server.
+    #[error("the database schema is version {found}; this server knows up to {known}: upgrade the server")]
+    SchemaTooNew { found: i64, known: i64 },
+    /// A query failed for another reason.
+    #[error("database query failed: {0}")]
+    Query(String),
+    /// A stored row is not what this server writes.
+    #[error("damaged row in the database: {0}")]
+    Damaged(String),
+}
+
+impl StoreError {
+    pub const CODES: &[&str] = &["ERR_STORE_URL", "ERR_STORE_UNAVAILABLE", "ERR_STORE_SCHEMA", "ERR_STORE_QUERY", "ERR_STORE_DAMAGED"];
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Url(_) => "ERR_STORE_URL",
+            StoreError::Unavailable(_) => "ERR_STORE_UNAVAILABLE",
+            StoreError::SchemaTooNew { .. } => "ERR_STORE_SCHEMA",
+            StoreError::Query(_) => "ERR_STORE_QUERY",
+            StoreError::Damaged(_) => "ERR_STORE_DAMAGED",
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if e.is_closed() || e.as_db_error().is_none() { StoreError::Unavailable(e.to_string()) } else { StoreError::Query(e.to_string()) }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ibex_core::Error {
+    fn from(e: StoreError) -> Self {
+        ibex_core::Error::Storage(format!("{}: {e}", e.code()))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A commit as read back: seq, id, bytes.
+pub type Row = (i64, Vec<u8>, Vec<u8>);
+
+/// The shared database of a group of servers.
+pub struct PgStore {
+    pool: Pool,
+    /// For the listening connection (`notify.rs`), outside the pool.
+    pub(crate) pg_config: tokio_postgres::Config,
+    /// The listening connection is up.
+    pub(crate) listening: AtomicBool,
+    /// The last call failed (cleared by the next that succeeds).
+    failing: AtomicBool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("ready", &self.ready()).finish()
+    }
+}
+
+/// Whether `url` names a PostgreSQL store.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+impl PgStore {
+    /// Connects and migrates, retrying with back-off for up to `patience`
+    /// (a database that is still starting).
+    pub async fn connect(url: &str, patience: Duration) -> Result<Arc<PgStore>> {
+        if !is_postgres_url(url) {
+            return Err(StoreError::Url(format!("expected postgres://user:password@host:port/database, got `{}`", redact(url))));
+        }
+        let mut pg_config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
+        if pg_config.get_application_name().is_none() {
+            pg_config.application_name("ibex-server");
+        }
+        pg_config.connect_timeout(Duration::from_secs(5));
+        let mgr = Manager::from_config(pg_config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(mgr)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(OP_TIMEOUT))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| StoreError::Url(e.to_string()))?;
+        let store = Arc::new(PgStore { pool, pg_config, listening: AtomicBool::new(false), failing: AtomicBool::new(false) });
+        let t0 = Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match store.migrate().await {
+                Ok(()) => return Ok(store),
+                Err(e @ (StoreError::Unavailable(_) | StoreError::Query(_))) if t0.elapsed() < patience => {
+                    tracing::warn!(error = %e, "database not ready; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Brings the schema to [`schema::current`], once for all servers.
+    async fn migrate(&self) -> Result<()> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::MIGRATION_LOCK]).await?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS ibex_meta (key text PRIMARY KEY, value text NOT NULL)").await?;
+        let found: i64 = match tx.query_opt("SELECT value FROM ibex_meta WHERE key = 'schema_version'", &[]).await? {
+            Some(row) => row.get::<_, String>(0).parse().map_err(|_| StoreError::Damaged("ibex_meta.schema_version is not a number".into()))?,
+            None => 0,
+        };
+        let known = schema::current();
+        if found > known {
+            return Err(StoreError::SchemaTooNew { found, known });
+        }
+        for (i, m) in schema::MIGRATIONS.iter().enumerate().skip(found as usize) {
+            tx.batch_execute(m).await?;
+            tracing::info!(version = i + 1, "migrated the database schema");
+        }
+        tx.execute("INSERT INTO ibex_meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = $1", &[&known.to_string()]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Ready: listening for other servers' commits, and the last call
+    /// worked.
+    pub fn ready(&self) -> bool {
+        self.listening.load(Ordering::Relaxed) && !self.failing.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` with a deadline, recording success or failure.
+    async fn call<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
+        let r = match tokio::time::timeout(OP_TIMEOUT, f).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(format!("no answer within {} s", OP_TIMEOUT.as_secs()))),
+        };
+        match &r {
+            Ok(_) => self.failing.store(false, Ordering::Relaxed),
+            Err(StoreError::Unavailable(_)) => self.failing.store(true, Ordering::Relaxed),
+            Err(_) => {}
+        }
+        r
+    }
+
+    /// Runs a database call from synchronous code on a multi-threaded
+    /// runtime (a repository actor), blocking only that thread.
+    pub fn block<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
+        let h = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| h.block_on(self.call(f)))
+    }
+
+    /// Commits of `repo` with seq above `after`, in seq order, at most
+    /// [`READ_ROWS`].
+    pub async fn read_after(&self, repo: &str, after: i64) -> Result<Vec<Row>> {
+        self.call(async {
+            let c = self.pool.get().await?;
+            let st = c.prepare_cached("SELECT seq, id, bytes FROM ibex_commits WHERE repo = $1 AND seq > $2 ORDER BY seq LIMIT $3").await?;
+            let rows = c.query(&st, &[&repo, &after, &READ_ROWS]).await?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        })
+        .await
+    }
+
+    /// Stores `commits` (id, bytes), parents first, in one transaction
+    /// (see the module docs); returns the repository's last seq and the
+    /// range of seqs given to the ones that were new (empty if none was).
+    pub async fn append(&self, repo: &str, commits: &[(&[u8], &[u8])], now_ms: i64) -> Result<(i64, std::ops::RangeInclusive<i64>)> {
+        self.call(async {
+            let mut c = self.pool.get().await?;
+            let tx = c.transaction().await?;
+            let ensure = tx.prepare_cached("INSERT INTO ibex_repos (repo, last_seq, created_ms) VALUES ($1, 0, $2) ON CONFLICT (repo) DO NOTHING").await?;
+            tx.execute(&ensure, &[&repo, &now_ms]).await?;
+            let lock = tx.prepare_cached("SELECT last_seq FROM ibex_repos WHERE repo = $1 FOR UPDATE").await?;
+            let base: i64 = tx.query_one(&lock, &[&repo]).await?.get(0);
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO ibex_commits (repo, seq, id, bytes)
+                     SELECT $1, $2 + row_number() OVER (ORDER BY t.ord), t.id, t.bytes
+                     FROM unnest($3::bytea[], $4::bytea[]) WITH ORDINALITY AS t(id, bytes, ord)
+                     WHERE NOT EXISTS (SELECT 1 FROM ibex_commits c WHERE c.repo = $1 AND c.id = t.id)",
+                )
+                .await?;
+            let mut last = base;
+            for slice in commits.chunks(APPEND_ROWS) {
+                let ids: Vec<&[u8]> = slice.iter().map(|(id, _)| *id).collect();
+                let bytes: Vec<&[u8]> = slice.iter().map(|(_, b)| *b).collect();
+                let n = tx.execute(&insert, &[&repo, &last, &ids, &bytes]).await?;
+                last += n as i64;
+            }
+            if last > base {
+                let bump = tx.prepare_cached("UPDATE ibex_repos SET last_seq = $2 WHERE repo = $1").await?;
+                tx.execute(&bump, &[&repo, &last]).await?;
+                let note = super::notify::payload(repo, last);
+                tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &note]).await?;
+            }
+            tx.commit().await?;
+            Ok((last, base + 1..=last))
+        })
+        .await
+    }
+
+    /// Every repository stored.
+    pub async fn repos(&self) -> Result<Vec<String>> {
+        self.call(async {
+            let c = self.pool.get().await?;
+            let rows = c.query("SELECT repo FROM ibex_repos ORDER BY repo", &[]).await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+        .await
+    }
+
+    /// Remembers a login link's token until `expires_ms`; expired ones
+    /// are deleted on the way.
+    pub async fn put_login(&self, token: &str, email: &str, expires_ms: i64, now_ms: i64) -> Result<()> {
+        self.call(async {
+            let c = self.pool.get().await?;
+            let st = c.prepare_cached("WITH gone AS (DELETE FROM ibex_logins WHERE expires_ms < $4) INSERT INTO ibex_logins (token, email, expires_ms) VALUES ($1, $2, $3)").await?;
+            c.execute(&st, &[&token, &email, &expires_ms, &now_ms]).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A token's address and expiry, if it is waiting.
+    pub async fn peek_login(&self, token: &str) -> Result<Option<(String, i64)>> {
+        self.call(async {
+            let c = self.pool.get().await?;
+            let st = c.prepare_cached("SELECT email, expires_ms FROM ibex_logins WHERE token = $1").await?;
+            Ok(c.query_opt(&st, &[&token]).await?.map(|r| (r.get(0), r.get(1))))
+        })
+        .await
+    }
+
+    /// Uses a token up (on whichever server): its address and expiry.
+    pub async fn take_login(&self, token: &str) -> Result<Option<(String, i64)>> {
+        self.call(async {
+            let c = self.pool.get().await?;
+            let st = c.prepare_cached("DELETE FROM ibex_logins WHERE token = $1 RETURNING email, expires_ms").await?;
+            Ok(c.query_opt(&st, &[&token]).await?.map(|r| (r.get(0), r.get(1))))
+        })
+        .await
+    }
+
+    /// Forgets a token whose link could not be sent.
+    pub async fn cancel_login(&self, token: &str) -> Result<()> {
+        self.call(async {
+            let c = self.pool.get().await?;
+            c.execute("DELETE FROM ibex_logins WHERE token = $1", &[&token]).await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// `url` without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_and_codes_stable() {
+        assert_eq!(redact("postgres://ibex:secret@db:5432/ibex"), "postgres://ibex:***@db:5432/ibex");
+        assert_eq!(redact("postgres://db/ibex"), "postgres://db/ibex");
+        assert_eq!(StoreError::Unavailable("x".into()).code(), "ERR_STORE_UNAVAILABLE");
+        assert_eq!(StoreError::SchemaTooNew { found: 3, known: 1 }.code(), "ERR_STORE_SCHEMA");
+        assert!(StoreError::CODES.contains(&StoreError::Url("u".into()).code()));
+        assert!(!is_postgres_url("./data"));
+    }
+}
