@@ -47,7 +47,20 @@ if [ ! -x /usr/bin/chromium ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium
 fi
 
-# 5. Workspace dependencies, exactly as locked.
+# 5. PostgreSQL from Debian, for the tests of many servers on one database
+#    (rust/server/tests/postgres.rs). Only the binaries are used: each test
+#    starts its own cluster in a temporary directory (initdb + pg_ctl as
+#    the unprivileged user `nobody` when run as root) and stops it; the
+#    system service is not needed and not started.
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  log "installing postgresql from apt"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q postgresql
+fi
+
+# 6. Workspace dependencies, exactly as locked.
 if [ ! -f node_modules/.modules.yaml ] || [ pnpm-lock.yaml -nt node_modules/.modules.yaml ]; then
   log "installing workspace dependencies"
   pnpm install --frozen-lockfile

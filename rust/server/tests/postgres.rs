@@ -280,3 +280,92 @@ async fn p3_postgres_restarted_mid_traffic_instances_are_unready_then_everything
     refs.push(&mut check);
     converge(&mut refs, &addrs).await;
 }
+
+/// The token of the last login link `inst` printed for `email`.
+fn printed_token(inst: &Instance, pg: &Pg, email: &str) -> Option<String> {
+    inst.stdout(pg.dir()).lines().rfind(|l| l.starts_with(&format!("IBEX LOGIN LINK {email} ")))?.split("ibex-login=").nth(1).map(str::to_owned)
+}
+
+async fn until(c: &mut Client, what: &str, f: impl Fn(&Client) -> bool) {
+    let t0 = Instant::now();
+    while !f(c) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "timed out waiting for {what}; errors: {:?}", c.errors);
+        c.receive_one(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p4_login_links_work_on_any_instance_and_a_file_data_directory_imports() {
+    use ibex_core::sync::frame::Frame;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let pg = Pg::start();
+    // A file server's data, written by a client, then the server stopped.
+    let files = tempfile::tempdir().unwrap();
+    let srv = server(files.path()).await;
+    let mut w = Client::new(5);
+    w.connect(srv.addr).await;
+    for i in 0..50 {
+        w.write(&format!("old{i}"), "title", Value::Str(format!("from the file server {i}")));
+    }
+    w.sync().await;
+    let old = w.state();
+    w.disconnect().await;
+    srv.stop().await;
+    let import = |what: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ibex-server")).args(["import", "--data"]).arg(files.path()).args(["--store", &pg.url()]).output().unwrap();
+        assert!(out.status.success(), "{what} import failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let first = import("the first");
+    assert!(first.contains("/data/todos: 50 commits, 50 new"), "{first}");
+    let again = import("a repeated");
+    assert!(again.contains("/data/todos: 50 commits, 0 new, 50 already there"), "{again}");
+    let s = cluster(&pg, 2).await;
+    // The imported data is served, and the file server's clients' sessions
+    // (their certificates came along in /sys/sessions) keep writing.
+    let mut r = Client::new(6);
+    r.connect(s[1].addr).await;
+    r.sync().await;
+    assert_eq!(r.state(), old, "the imported repository differs");
+    w.connect(s[0].addr).await;
+    w.write("new", "title", Value::Str("after the move".into()));
+    w.sync().await;
+    assert!(w.errors.is_empty(), "{:?}", w.errors);
+    // A link asked for on A is redeemed on B, once.
+    let mut a = Client::new(1);
+    a.connect(s[0].addr).await;
+    a.send(&Frame::Login { email: "ann@example.org".into() }).await;
+    until(&mut a, "login-sent", |c| c.login_sent).await;
+    let t0 = Instant::now();
+    let token = loop {
+        if let Some(t) = printed_token(&s[0], &pg, "ann@example.org") {
+            break t;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "no login link printed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    a.disconnect().await;
+    a.connect(s[1].addr).await;
+    a.send(&Frame::Redeem { token: token.clone() }).await;
+    until(&mut a, "welcome as ann", |c| c.user.as_ref().is_some_and(|(_, e)| e == "ann@example.org")).await;
+    let user = a.user.clone().unwrap().0;
+    let mut b = Client::new(2);
+    b.connect(s[0].addr).await;
+    let used = token.clone();
+    b.send(&Frame::Redeem { token }).await;
+    until(&mut b, "a refusal", |c| c.errors.iter().any(|(_, code)| code == "ERR_LOGIN")).await;
+    // The same address logs in as the same user on the other instance.
+    b.send(&Frame::Login { email: "ann@example.org".into() }).await;
+    until(&mut b, "login-sent", |c| c.login_sent).await;
+    let t0 = Instant::now();
+    let second = loop {
+        if let Some(t) = printed_token(&s[0], &pg, "ann@example.org").filter(|t| *t != used) {
+            break t;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "no second login link printed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    b.send(&Frame::Redeem { token: second }).await;
+    until(&mut b, "welcome as ann", |c| c.user.as_ref().is_some_and(|(_, e)| e == "ann@example.org")).await;
+    assert_eq!(b.user.clone().unwrap().0, user, "one address, two users across instances");
+}

@@ -161,7 +161,7 @@ impl Instance {
             .arg("--root-key")
             .arg(super::shared_key())
             .env("RUST_LOG", "warn,ibex_server::store=info")
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(log_dir.join(format!("ibex-{port}.out"))).unwrap())
             .stderr(log)
             .spawn()
             .expect("ibex-server binary");
@@ -176,6 +176,11 @@ impl Instance {
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
         inst
+    }
+
+    /// What the server printed (login links, from the development verifier).
+    pub fn stdout(&self, log_dir: &Path) -> String {
+        std::fs::read_to_string(log_dir.join(format!("ibex-{}.out", self.port))).unwrap_or_default()
     }
 
     /// `/readyz` answers 200.
