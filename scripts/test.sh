@@ -10,6 +10,9 @@ trap 'rm -f "$out"' EXIT
 echo "== Rust tests"
 cargo test --workspace 2>&1 | tee "$out"
 
+echo "== ibex-server's sync and security suites again, on PostgreSQL (one private cluster, one database per server's data directory)"
+IBEX_TEST_STORE=postgres cargo test -p ibex-server --test sync_server --test security 2>&1 | tee -a "$out"
+
 echo "== ibex-core builds for wasm32-unknown-unknown"
 cargo build --target wasm32-unknown-unknown -p ibex-core
 

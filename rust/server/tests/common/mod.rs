@@ -46,6 +46,8 @@ pub fn config(data: &Path, key: &Path) -> Config {
     let mut c = Config::new("127.0.0.1:0".parse().unwrap(), data.to_owned());
     c.root_key = Some(key.to_owned());
     c.repo_threads = 2;
+    // IBEX_TEST_STORE=postgres: the same suite on PostgreSQL.
+    c.store = pg::test_store(data);
     c
 }
 

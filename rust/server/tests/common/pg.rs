@@ -13,6 +13,13 @@
 //!
 //! Tests that need PostgreSQL fail (they do not skip) when it cannot be
 //! started, saying why.
+//!
+//! `IBEX_TEST_STORE=postgres` runs the in-process servers of any suite on
+//! PostgreSQL instead of files ([`test_store`]): one cluster per test
+//! process, stopped when the process exits, and one database per data
+//! directory, so a server restarted on the same directory finds its data
+//! and one given a fresh directory (a lost disk) starts empty, as with
+//! files.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -130,6 +137,14 @@ impl Pg {
         format!("postgres://ibex@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// Creates database `name` unless it exists.
+    pub fn create_db(&self, name: &str) -> Result<(), String> {
+        let out =
+            Command::new(self.bin.join("createdb")).args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "ibex", name]).stdin(Stdio::null()).output().map_err(|e| format!("createdb: {e}"))?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() || err.contains("already exists") { Ok(()) } else { Err(format!("createdb {name}: {err}")) }
+    }
+
     /// Where servers started with [`Instance::spawn`] write their logs.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -204,4 +219,37 @@ impl Drop for Instance {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+static SHARED: std::sync::OnceLock<Pg> = std::sync::OnceLock::new();
+
+extern "C" fn stop_shared() {
+    if let Some(pg) = SHARED.get() {
+        let data = pg.data();
+        let _ = pg.run("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "-t", "10", "stop"]);
+        let _ = std::fs::remove_dir_all(pg.dir());
+    }
+}
+
+/// With `IBEX_TEST_STORE=postgres`: the store URL for a server whose data
+/// directory is `data` (see the module docs); otherwise `None` (files).
+pub fn test_store(data: &Path) -> Option<String> {
+    match std::env::var("IBEX_TEST_STORE").as_deref() {
+        Ok("postgres") => {}
+        Ok("files") | Ok("") | Err(_) => return None,
+        Ok(other) => panic!("IBEX_TEST_STORE={other}: expected postgres or files"),
+    }
+    let pg = SHARED.get_or_init(|| {
+        let pg = Pg::start();
+        unsafe {
+            libc::atexit(stop_shared);
+        }
+        pg
+    });
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data.hash(&mut h);
+    let name = format!("t{:016x}", h.finish());
+    pg.create_db(&name).unwrap_or_else(|e| panic!("{e}"));
+    Some(format!("postgres://ibex@127.0.0.1:{}/{name}", pg.port))
 }
