@@ -195,6 +195,23 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         Some(hex) => keys::from_hex(hex)?,
         None => keys::load_or_create(&config.root_key.clone().unwrap_or_else(|| config.data.join("root.key")))?,
     };
+    let mut config = config;
+    if let Some(pg) = &pg {
+        // Rules are shared: the last server given a file stores it, the
+        // others (started without one) use it.
+        let shared_rules = match &config.rules {
+            Some(text) => pg.set_meta("rules", text).await.map(|()| None),
+            None => pg.meta("rules").await,
+        };
+        match shared_rules {
+            Ok(Some(text)) => {
+                tracing::info!("using the authorization rules stored in the database");
+                config.rules = Some(text);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(invalid(format!("{}: {e}", e.code()))),
+        }
+    }
     let rules = match &config.rules {
         Some(text) => Rules::with_builtins(text).map_err(|e| invalid(format!("rules: {e}")))?,
         None => Rules::default(),
@@ -209,7 +226,6 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
     let metrics = Arc::new(Metrics::default());
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
-    let mut config = config;
     config.addr = addr;
     let shared = Arc::new(Shared {
         user_secret: keys::user_secret(&root),

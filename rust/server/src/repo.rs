@@ -659,6 +659,17 @@ impl Actor {
             Self::send_error(&from, path.as_str(), &e, None);
             return;
         }
+        if let (Frame::Commits { .. }, Some(db)) = (&frame, &self.db)
+            && self.flush_failed.is_some()
+            && db.unstored.len() >= shared.limits().pending_commits_per_repo
+        {
+            // The database is away and this many commits wait for it: take
+            // no more (the client keeps them and sends them again).
+            Metrics::inc(&shared.metrics.quota_refusals);
+            let e = Error::Storage(format!("{} commits of this repository wait for the database; try again when it is back", db.unstored.len()));
+            Self::send_error(&from, path.as_str(), &e, None);
+            return;
+        }
         let serve = self.serves.entry(from.id).or_insert_with(|| Serve { ep: from.clone(), serve: RepoServe::new(), backlog: Backlog::default(), held: Vec::new() });
         serve.ep = from.clone();
         if let Frame::Begin { .. } = &frame {

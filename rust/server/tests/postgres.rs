@@ -13,6 +13,8 @@
 //! * p4: login links are kept in the database: a link issued by one
 //!   instance is redeemed on another; `ibex-server import` copies a file
 //!   data directory, and a second import adds nothing.
+//! * p5: rules given to one instance (`--rules`) are stored and enforced by
+//!   an instance started without them.
 
 mod common;
 
@@ -368,4 +370,25 @@ async fn p4_login_links_work_on_any_instance_and_a_file_data_directory_imports()
     b.send(&Frame::Redeem { token: second }).await;
     until(&mut b, "welcome as ann", |c| c.user.as_ref().is_some_and(|(_, e)| e == "ann@example.org")).await;
     assert_eq!(b.user.clone().unwrap().0, user, "one address, two users across instances");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p5_rules_given_to_one_instance_are_used_by_instances_started_without() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let pg = Pg::start();
+    let rules = pg.dir().join("rules.txt");
+    std::fs::write(&rules, "/data/* session nobody\n").unwrap();
+    let a = Instance::spawn_with(&pg.url(), pg.dir(), free_port(), &["--rules", rules.to_str().unwrap()]).await;
+    let b = Instance::spawn(&pg.url(), pg.dir(), free_port()).await;
+    for (name, inst) in [("A (given the rules)", &a), ("B (started without)", &b)] {
+        let mut c = Client::new(1);
+        c.connect(inst.addr).await;
+        let id = c.write("k", "title", Value::Str("nobody may write here".into()));
+        c.flush_out().await;
+        until(&mut c, "a refusal", |c| c.errors.iter().any(|(_, code)| code == "ERR_FORBIDDEN") || c.rejected.iter().any(|code| code == "ERR_FORBIDDEN")).await;
+        let mut r = Client::new(2);
+        r.connect(b.addr).await;
+        r.sync().await;
+        assert!(!r.repo().contains_commit(&id), "instance {name} stored a write its rules forbid");
+    }
 }

@@ -260,6 +260,25 @@ impl PgStore {
         .await
     }
 
+    /// A setting shared by every server (`ibex_meta`).
+    pub async fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.call(async {
+            let c = self.pool.get().await?;
+            Ok(c.query_opt("SELECT value FROM ibex_meta WHERE key = $1", &[&key]).await?.map(|r| r.get(0)))
+        })
+        .await
+    }
+
+    /// Sets a shared setting.
+    pub async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.call(async {
+            let c = self.pool.get().await?;
+            c.execute("INSERT INTO ibex_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2", &[&key, &value]).await?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Every repository stored.
     pub async fn repos(&self) -> Result<Vec<String>> {
         self.call(async {

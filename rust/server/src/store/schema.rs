@@ -4,7 +4,10 @@
 //!
 //! ```sql
 //! -- What version of this file the database follows.
-//! ibex_meta    (key text PRIMARY KEY, value text NOT NULL)   -- 'schema_version' → '1'
+//! -- Settings every server shares: 'schema_version' → '1'; 'rules' → the
+//! -- authorization rules (rules.rs text) last given to a server with
+//! -- --rules, used by servers started without one.
+//! ibex_meta    (key text PRIMARY KEY, value text NOT NULL)
 //! -- One row per repository ever written; last_seq is the highest seq given
 //! -- to one of its commits (seqs are per repository, gapless, and given under
 //! -- this row's lock, so they increase in commit order).

@@ -169,12 +169,18 @@ impl Instance {
     /// Starts the real binary on `store`, with the tests' root key; returns
     /// once it is healthy and ready. Its log goes to `<log_dir>/ibex-<port>.log`.
     pub async fn spawn(store: &str, log_dir: &Path, port: u16) -> Instance {
+        Instance::spawn_with(store, log_dir, port, &[]).await
+    }
+
+    /// [`Instance::spawn`] with more flags.
+    pub async fn spawn_with(store: &str, log_dir: &Path, port: u16, extra: &[&str]) -> Instance {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log_dir.join(format!("ibex-{port}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_ibex-server"))
             .args(["--port", &port.to_string(), "--host", "127.0.0.1", "--store", store, "--data"])
             .arg(log_dir.join(format!("unused-data-{port}")))
             .arg("--root-key")
             .arg(super::shared_key())
+            .args(extra)
             .env("RUST_LOG", "warn,ibex_server::store=info")
             .stdout(std::fs::File::create(log_dir.join(format!("ibex-{port}.out"))).unwrap())
             .stderr(log)
