@@ -194,6 +194,26 @@ export const TARGETS = [
     value: (r) => ((u) => (u && typeof u.clientsShort === "number" && typeof u.distinctStates === "number" ? u.clientsShort + (u.distinctStates - 1) : undefined))(r.w10?.union),
     bounds: [{ cmp: "===", limit: 0 }],
   },
+  {
+    id: "W11.p95",
+    short: "cross-instance p95",
+    workload: "W11",
+    measure: "cross-instance relay p95 (3 servers on PostgreSQL)",
+    unit: "ms",
+    spec: "BENCHMARKS.md W11",
+    value: (r) => r.w11?.relayPg3?.p95,
+    bounds: [{ cmp: "<=", name: "2 × one server on PostgreSQL", limit: (r) => (typeof r.w11?.relayPg1?.p95 === "number" ? 2 * r.w11.relayPg1.p95 : undefined) }],
+  },
+  {
+    id: "W11.lost",
+    short: "lost",
+    workload: "W11",
+    measure: "cross-instance relay: deliveries missing",
+    unit: "commits",
+    spec: "BENCHMARKS.md W11",
+    value: (r) => ((x) => (x && typeof x.expected === "number" ? x.expected - x.deliveries : undefined))(r.w11?.relayPg3),
+    bounds: [{ cmp: "===", limit: 0 }],
+  },
 ];
 
 /** A number in a target's unit, for tables. */

@@ -6,15 +6,16 @@
 //! Storing commits ([`PgStore::append`]), one transaction per flush of a
 //! repository actor:
 //!
-//! 1. `INSERT … ON CONFLICT DO NOTHING` the repository's row, then lock it
-//!    (`SELECT last_seq … FOR UPDATE`): writers of one repository take
-//!    turns, so seqs are given in commit order and a reader that saw seq `n`
-//!    has seen everything before it.
+//! 1. Create or lock the repository's row and read its `last_seq`
+//!    (`INSERT … ON CONFLICT DO UPDATE … RETURNING`, one statement): writers
+//!    of one repository take turns, so seqs are given in commit order and a
+//!    reader that saw seq `n` has seen everything before it.
 //! 2. Insert the commits not stored yet (another server may have stored
 //!    the same ones), numbered `last_seq + 1 …` without gaps, in the order
 //!    given (parents first); in slices of at most [`APPEND_ROWS`] rows.
-//! 3. Raise `last_seq`, `pg_notify` the new one (delivered at commit), and
-//!    commit. Only then does the actor acknowledge.
+//! 3. Raise `last_seq` and `pg_notify` the new one (one statement; the
+//!    notification is delivered at commit), and commit. Only then does the
+//!    actor acknowledge.
 //!
 //! Every call has a deadline ([`OP_TIMEOUT`]); a failure marks the store
 //! failing (`/readyz` unready) until a call succeeds again.
@@ -229,10 +230,10 @@ impl PgStore {
         self.call(async {
             let mut c = self.pool.get().await?;
             let tx = c.transaction().await?;
-            let ensure = tx.prepare_cached("INSERT INTO ibex_repos (repo, last_seq, created_ms) VALUES ($1, 0, $2) ON CONFLICT (repo) DO NOTHING").await?;
-            tx.execute(&ensure, &[&repo, &now_ms]).await?;
-            let lock = tx.prepare_cached("SELECT last_seq FROM ibex_repos WHERE repo = $1 FOR UPDATE").await?;
-            let base: i64 = tx.query_one(&lock, &[&repo]).await?.get(0);
+            // Creates the row or locks it (an update of nothing), and reads
+            // the latest last_seq once the lock is ours.
+            let lock = tx.prepare_cached("INSERT INTO ibex_repos (repo, last_seq, created_ms) VALUES ($1, 0, $2) ON CONFLICT (repo) DO UPDATE SET repo = EXCLUDED.repo RETURNING last_seq").await?;
+            let base: i64 = tx.query_one(&lock, &[&repo, &now_ms]).await?.get(0);
             let insert = tx
                 .prepare_cached(
                     "INSERT INTO ibex_commits (repo, seq, id, bytes)
@@ -249,10 +250,9 @@ impl PgStore {
                 last += n as i64;
             }
             if last > base {
-                let bump = tx.prepare_cached("UPDATE ibex_repos SET last_seq = $2 WHERE repo = $1").await?;
-                tx.execute(&bump, &[&repo, &last]).await?;
+                let bump = tx.prepare_cached("WITH bump AS (UPDATE ibex_repos SET last_seq = $2 WHERE repo = $1) SELECT pg_notify($3, $4)").await?;
                 let note = super::notify::payload(repo, last);
-                tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &note]).await?;
+                tx.execute(&bump, &[&repo, &last, &CHANNEL, &note]).await?;
             }
             tx.commit().await?;
             Ok((last, base + 1..=last))
