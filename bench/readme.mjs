@@ -173,6 +173,20 @@ const ROWS = [
     bar: () => "",
     targets: () => ["W10.union"],
   },
+  {
+    what: () => "W11 3 servers on PostgreSQL: cross-instance relay p95 / missing deliveries",
+    ibex: (r) => ((x) => (x ? `${ms(x.p95)} / ${x.expected - x.deliveries}` : NM))(r.w11?.relayPg3),
+    peers: (r) => (r.w11?.relayPg1 ? `one server on PostgreSQL ${ms(r.w11.relayPg1.p95)}, on files ${ms(r.w11.relayFiles.p95)}` : "—"),
+    bar: () => "",
+    targets: () => ["W11.p95", "W11.lost"],
+  },
+  {
+    what: () => "W11 acknowledged commits/s, 1 / 3 servers on one PostgreSQL",
+    ibex: (r) => (r.w11?.throughput1 ? `${r.w11.throughput1.commitsPerSecond.toLocaleString("en")} / ${r.w11.throughput3.commitsPerSecond.toLocaleString("en")}` : NM),
+    peers: () => "—",
+    bar: () => "",
+    targets: () => [],
+  },
 ];
 
 function maxLongest(r, impl) {
