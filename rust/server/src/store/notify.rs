@@ -62,17 +62,27 @@ struct Waiting {
     all: bool,
 }
 
+/// A task that ends with its owner (when the listener is aborted, so are
+/// its helpers and its connection).
+struct Owned(tokio::task::JoinHandle<()>);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Listens until the server stops (the task is aborted).
 pub async fn run(shared: Arc<Shared>, store: Arc<PgStore>) {
     let waiting = Arc::new(Mutex::new(Waiting::default()));
     let wake = Arc::new(Notify::new());
-    tokio::spawn(forward(shared.clone(), waiting.clone(), wake.clone()));
+    let _forward = Owned(tokio::spawn(forward(shared.clone(), waiting.clone(), wake.clone())));
     let mut backoff = Duration::from_millis(100);
     loop {
         match store.pg_config.connect(NoTls).await {
             Ok((client, mut conn)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1024);
-                let driver = tokio::spawn(async move {
+                let driver = Owned(tokio::spawn(async move {
                     let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
                     while let Some(m) = messages.next().await {
                         match m {
@@ -88,7 +98,7 @@ pub async fn run(shared: Arc<Shared>, store: Arc<PgStore>) {
                             }
                         }
                     }
-                });
+                }));
                 match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
                     Ok(()) => {
                         store.listening.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -115,7 +125,7 @@ pub async fn run(shared: Arc<Shared>, store: Arc<PgStore>) {
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot LISTEN"),
                 }
-                driver.abort();
+                drop(driver);
                 drop(client);
             }
             Err(e) => tracing::warn!(error = %e, "cannot reach the database to listen; retrying"),

@@ -168,7 +168,7 @@ impl PgStore {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::MIGRATION_LOCK]).await?;
         tx.batch_execute("CREATE TABLE IF NOT EXISTS ibex_meta (key text PRIMARY KEY, value text NOT NULL)").await?;
         let found: i64 = match tx.query_opt("SELECT value FROM ibex_meta WHERE key = 'schema_version'", &[]).await? {
-            Some(row) => row.get::<_, String>(0).parse().map_err(|_| StoreError::Damaged("ibex_meta.schema_version is not a number".into()))?,
+            Some(row) => col::<String>(&row, 0)?.parse().map_err(|_| StoreError::Damaged("ibex_meta.schema_version is not a number".into()))?,
             None => 0,
         };
         let known = schema::current();
@@ -218,7 +218,7 @@ impl PgStore {
             let c = self.pool.get().await?;
             let st = c.prepare_cached("SELECT seq, id, bytes FROM ibex_commits WHERE repo = $1 AND seq > $2 ORDER BY seq LIMIT $3").await?;
             let rows = c.query(&st, &[&repo, &after, &READ_ROWS]).await?;
-            Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+            rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?, col(r, 2)?))).collect()
         })
         .await
     }
@@ -233,7 +233,7 @@ impl PgStore {
             // Creates the row or locks it (an update of nothing), and reads
             // the latest last_seq once the lock is ours.
             let lock = tx.prepare_cached("INSERT INTO ibex_repos (repo, last_seq, created_ms) VALUES ($1, 0, $2) ON CONFLICT (repo) DO UPDATE SET repo = EXCLUDED.repo RETURNING last_seq").await?;
-            let base: i64 = tx.query_one(&lock, &[&repo, &now_ms]).await?.get(0);
+            let base: i64 = col(&tx.query_one(&lock, &[&repo, &now_ms]).await?, 0)?;
             let insert = tx
                 .prepare_cached(
                     "INSERT INTO ibex_commits (repo, seq, id, bytes)
@@ -264,7 +264,7 @@ impl PgStore {
     pub async fn meta(&self, key: &str) -> Result<Option<String>> {
         self.call(async {
             let c = self.pool.get().await?;
-            Ok(c.query_opt("SELECT value FROM ibex_meta WHERE key = $1", &[&key]).await?.map(|r| r.get(0)))
+            c.query_opt("SELECT value FROM ibex_meta WHERE key = $1", &[&key]).await?.map(|r| col(&r, 0)).transpose()
         })
         .await
     }
@@ -284,7 +284,7 @@ impl PgStore {
         self.call(async {
             let c = self.pool.get().await?;
             let rows = c.query("SELECT repo FROM ibex_repos ORDER BY repo", &[]).await?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
+            rows.iter().map(|r| col(r, 0)).collect()
         })
         .await
     }
@@ -306,7 +306,7 @@ impl PgStore {
         self.call(async {
             let c = self.pool.get().await?;
             let st = c.prepare_cached("SELECT email, expires_ms FROM ibex_logins WHERE token = $1").await?;
-            Ok(c.query_opt(&st, &[&token]).await?.map(|r| (r.get(0), r.get(1))))
+            c.query_opt(&st, &[&token]).await?.map(|r| Ok((col(&r, 0)?, col(&r, 1)?))).transpose()
         })
         .await
     }
@@ -316,7 +316,7 @@ impl PgStore {
         self.call(async {
             let c = self.pool.get().await?;
             let st = c.prepare_cached("DELETE FROM ibex_logins WHERE token = $1 RETURNING email, expires_ms").await?;
-            Ok(c.query_opt(&st, &[&token]).await?.map(|r| (r.get(0), r.get(1))))
+            c.query_opt(&st, &[&token]).await?.map(|r| Ok((col(&r, 0)?, col(&r, 1)?))).transpose()
         })
         .await
     }
@@ -330,6 +330,12 @@ impl PgStore {
         })
         .await
     }
+}
+
+/// Column `i` of a row, or why not (a table altered by hand): an error,
+/// never a panic.
+fn col<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a tokio_postgres::Row, i: usize) -> Result<T> {
+    row.try_get(i).map_err(|e| StoreError::Damaged(format!("column {i}: {e}")))
 }
 
 /// `url` without its password, for messages.
