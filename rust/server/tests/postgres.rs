@@ -15,6 +15,9 @@
 //!   data directory, and a second import adds nothing.
 //! * p5: rules given to one instance (`--rules`) are stored and enforced by
 //!   an instance started without them.
+//! * p6: without a root key an instance refuses to start (`ERR_CONFIG`);
+//!   `IBEX_ROOT_KEY` and `--root-key` give the same root; a database
+//!   migrated by a newer server is refused (`ERR_STORE_SCHEMA`).
 
 mod common;
 
@@ -391,4 +394,55 @@ async fn p5_rules_given_to_one_instance_are_used_by_instances_started_without() 
         r.sync().await;
         assert!(!r.repo().contains_commit(&id), "instance {name} stored a write its rules forbid");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p6_the_root_key_comes_from_configuration_and_a_newer_schema_is_refused() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let pg = Pg::start();
+    let bin = env!("CARGO_BIN_EXE_ibex-server");
+    let port = free_port().to_string();
+    // No root key: each instance would make its own; refused, with the code.
+    let out = std::process::Command::new(bin).args(["--port", &port, "--store", &pg.url()]).env_remove("IBEX_ROOT_KEY").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ERR_CONFIG") && err.contains("IBEX_ROOT_KEY"), "{err}");
+    // The key from the environment is the same root as the key file.
+    let log = std::fs::File::create(pg.dir().join("env-instance.log")).unwrap();
+    let by_env = std::process::Command::new(bin)
+        .args(["--port", &port, "--host", "127.0.0.1", "--store", &pg.url()])
+        .env("IBEX_ROOT_KEY", "11".repeat(32))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let env_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Killed when dropped, a failing test included.
+    let by_env = Instance { child: by_env, addr: env_addr, port: env_addr.port() };
+    let t0 = Instant::now();
+    while !http_get_ok(env_addr).await {
+        assert!(t0.elapsed() < Duration::from_secs(20), "the instance keyed by IBEX_ROOT_KEY did not start");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let by_file = Instance::spawn(&pg.url(), pg.dir(), free_port()).await;
+    let (mut a, mut c) = (Client::new(1), Client::new(3));
+    a.connect(env_addr).await;
+    c.connect(by_file.addr).await;
+    a.sync().await;
+    c.sync().await;
+    let id = a.write("k", "title", Value::Str("one root".into()));
+    a.flush_out().await;
+    arrival(&mut c, &id, Duration::from_secs(5)).await.expect("a commit certified by the IBEX_ROOT_KEY instance did not reach the --root-key instance's client");
+    assert!(c.rejected.is_empty(), "{:?}", c.rejected);
+    drop(by_env);
+    // A database migrated by a newer server is refused, with the code.
+    pg.psql("UPDATE ibex_meta SET value = '99' WHERE key = 'schema_version'");
+    let out = std::process::Command::new(bin).args(["--port", &free_port().to_string(), "--store", &pg.url(), "--root-key"]).arg(shared_key()).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ERR_STORE_SCHEMA"), "{err}");
+}
+
+async fn http_get_ok(addr: SocketAddr) -> bool {
+    tokio::net::TcpStream::connect(addr).await.is_ok() && http_get(addr, "/readyz").await.0.contains("200")
 }

@@ -145,6 +145,13 @@ impl Pg {
         if out.status.success() || err.contains("already exists") { Ok(()) } else { Err(format!("createdb {name}: {err}")) }
     }
 
+    /// Runs SQL with `psql` on database `postgres`; its output.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql")).args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "ibex", "-d", "postgres", "-tAc", sql]).stdin(Stdio::null()).output().expect("psql");
+        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// Where servers started with [`Instance::spawn`] write their logs.
     pub fn dir(&self) -> &Path {
         self.dir.path()
