@@ -997,10 +997,10 @@ impl Actor {
             Some(db) => {
                 let commits: Vec<(&[u8], &[u8])> = db.unstored.iter().filter_map(|id| repo.commit(id)).map(|c| (&c.id.0[..], c.bytes())).collect();
                 match db.store.block(db.store.append(self.path.as_str(), &commits, now_ms())) {
-                    Ok((_, mine)) => {
-                        if !mine.is_empty() && *mine.start() == db.last_seq + 1 {
+                    Ok(done) => {
+                        if done.contiguous && done.base == Some(db.last_seq) {
                             // Nobody stored anything in between: nothing to read back.
-                            db.last_seq = *mine.end();
+                            db.last_seq = done.last;
                         }
                         db.unstored.clear();
                         Ok(())

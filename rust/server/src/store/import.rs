@@ -55,8 +55,8 @@ pub async fn run(data: &Path, url: &str) -> Result<Imported, String> {
         let mut new = 0;
         for batch in commits.chunks(BATCH) {
             let rows: Vec<(&[u8], &[u8])> = batch.iter().map(|c| (&c.id.0[..], c.bytes())).collect();
-            let (_, range) = store.append(path.as_str(), &rows, crate::state::now_ms()).await.map_err(|e| format!("{path}: {}: {e}", e.code()))?;
-            new += range.count();
+            let done = store.append(path.as_str(), &rows, crate::state::now_ms()).await.map_err(|e| format!("{path}: {}: {e}", e.code()))?;
+            new += done.inserted as usize;
         }
         println!("{path}: {} commits, {new} new, {} already there, {damaged} damaged", commits.len(), commits.len() - new);
         done.repos += 1;

@@ -43,7 +43,8 @@ use crate::state::Shared;
 /// Repositories with notifications not yet handed to their actors.
 pub const MAX_WAITING: usize = 10_000;
 
-/// The payload of a notification (see the module docs).
+/// The payload of a notification (see the module docs); the statement
+/// that stores commits (`postgres.rs`) builds the same in SQL.
 pub fn payload(repo: &str, last_seq: i64) -> String {
     format!("{last_seq} {repo}")
 }

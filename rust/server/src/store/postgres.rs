@@ -3,18 +3,20 @@
 //! per connection). Tables are described in `schema.rs`, the notification
 //! protocol in `notify.rs`.
 //!
-//! Storing commits ([`PgStore::append`]), one transaction per flush of a
-//! repository actor:
+//! Storing commits ([`PgStore::append`]) at each flush of a repository
+//! actor: one statement, so one round trip and one transaction, per slice
+//! of at most [`APPEND_ROWS`] commits (parents first):
 //!
-//! 1. Create or lock the repository's row and read its `last_seq`
-//!    (`INSERT … ON CONFLICT DO UPDATE … RETURNING`, one statement): writers
-//!    of one repository take turns, so seqs are given in commit order and a
-//!    reader that saw seq `n` has seen everything before it.
-//! 2. Insert the commits not stored yet (another server may have stored
-//!    the same ones), numbered `last_seq + 1 …` without gaps, in the order
-//!    given (parents first); in slices of at most [`APPEND_ROWS`] rows.
-//! 3. Raise `last_seq` and `pg_notify` the new one (one statement; the
-//!    notification is delivered at commit), and commit. Only then does the
+//! 1. `INSERT … ON CONFLICT DO UPDATE` the repository's row, raising
+//!    `last_seq` by the slice's length: this locks the row until commit, so
+//!    writers of one repository take turns, seqs are given in commit order,
+//!    and a reader that saw seq `n` has seen everything before it.
+//! 2. Insert the commits as `old last_seq + 1 …` in the order given;
+//!    one another server stored already is skipped (`ON CONFLICT DO
+//!    NOTHING`) and its seq stays unused: readers never rely on seqs being
+//!    gapless, only increasing.
+//! 3. If any was new, `pg_notify` the new `last_seq` (`notify.rs`; it is
+//!    delivered at commit). The statement commits; only then does the
 //!    actor acknowledge.
 //!
 //! Every call has a deadline ([`OP_TIMEOUT`]); a failure marks the store
@@ -98,6 +100,22 @@ impl From<StoreError> for ibex_core::Error {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What [`PgStore::append`] did.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    /// The repository's last seq before the first slice (`None`: nothing
+    /// was given).
+    pub base: Option<i64>,
+    /// Its last seq after the last slice.
+    pub last: i64,
+    /// Commits that were new (the others were stored already; their seqs
+    /// stay unused).
+    pub inserted: u64,
+    /// No other writer stored anything between the slices: every seq in
+    /// `base + 1 ..= last` is this call's.
+    pub contiguous: bool,
+}
 
 /// A commit as read back: seq, id, bytes.
 pub type Row = (i64, Vec<u8>, Vec<u8>);
@@ -223,39 +241,47 @@ impl PgStore {
         .await
     }
 
-    /// Stores `commits` (id, bytes), parents first, in one transaction
-    /// (see the module docs); returns the repository's last seq and the
-    /// range of seqs given to the ones that were new (empty if none was).
-    pub async fn append(&self, repo: &str, commits: &[(&[u8], &[u8])], now_ms: i64) -> Result<(i64, std::ops::RangeInclusive<i64>)> {
+    /// Stores `commits` (id, bytes), parents first: one statement (its own
+    /// transaction) per slice of at most [`APPEND_ROWS`], see the module
+    /// docs. Returns when every slice is committed.
+    pub async fn append(&self, repo: &str, commits: &[(&[u8], &[u8])], now_ms: i64) -> Result<Appended> {
         self.call(async {
-            let mut c = self.pool.get().await?;
-            let tx = c.transaction().await?;
-            // Creates the row or locks it (an update of nothing), and reads
-            // the latest last_seq once the lock is ours.
-            let lock = tx.prepare_cached("INSERT INTO ibex_repos (repo, last_seq, created_ms) VALUES ($1, 0, $2) ON CONFLICT (repo) DO UPDATE SET repo = EXCLUDED.repo RETURNING last_seq").await?;
-            let base: i64 = col(&tx.query_one(&lock, &[&repo, &now_ms]).await?, 0)?;
-            let insert = tx
+            let c = self.pool.get().await?;
+            let st = c
                 .prepare_cached(
-                    "INSERT INTO ibex_commits (repo, seq, id, bytes)
-                     SELECT $1, $2 + row_number() OVER (ORDER BY t.ord), t.id, t.bytes
-                     FROM unnest($3::bytea[], $4::bytea[]) WITH ORDINALITY AS t(id, bytes, ord)
-                     WHERE NOT EXISTS (SELECT 1 FROM ibex_commits c WHERE c.repo = $1 AND c.id = t.id)",
+                    "WITH lock AS (
+                         INSERT INTO ibex_repos AS r (repo, last_seq, created_ms) VALUES ($1, $3, $2)
+                         ON CONFLICT (repo) DO UPDATE SET last_seq = r.last_seq + $3
+                         RETURNING r.last_seq - $3 AS base
+                     ), ins AS (
+                         INSERT INTO ibex_commits (repo, seq, id, bytes)
+                         SELECT $1, (SELECT base FROM lock) + t.ord, t.id, t.bytes
+                         FROM unnest($4::bytea[], $5::bytea[]) WITH ORDINALITY AS t(id, bytes, ord)
+                         ON CONFLICT (repo, id) DO NOTHING
+                         RETURNING 1
+                     ), note AS (
+                         SELECT pg_notify($6, ((SELECT base FROM lock) + $3)::text || ' ' || $1)
+                         WHERE (SELECT count(*) FROM ins) > 0
+                     )
+                     SELECT (SELECT base FROM lock), (SELECT count(*) FROM ins), (SELECT count(*) FROM note)",
                 )
                 .await?;
-            let mut last = base;
+            let mut out = Appended { base: None, last: 0, inserted: 0, contiguous: true };
             for slice in commits.chunks(APPEND_ROWS) {
                 let ids: Vec<&[u8]> = slice.iter().map(|(id, _)| *id).collect();
                 let bytes: Vec<&[u8]> = slice.iter().map(|(_, b)| *b).collect();
-                let n = tx.execute(&insert, &[&repo, &last, &ids, &bytes]).await?;
-                last += n as i64;
+                let n = slice.len() as i64;
+                let row = c.query_one(&st, &[&repo, &now_ms, &n, &ids, &bytes, &CHANNEL]).await?;
+                let base: i64 = col(&row, 0)?;
+                let inserted: i64 = col(&row, 1)?;
+                if out.base.is_some() && base != out.last {
+                    out.contiguous = false;
+                }
+                out.base.get_or_insert(base);
+                out.last = base + n;
+                out.inserted += inserted as u64;
             }
-            if last > base {
-                let bump = tx.prepare_cached("WITH bump AS (UPDATE ibex_repos SET last_seq = $2 WHERE repo = $1) SELECT pg_notify($3, $4)").await?;
-                let note = super::notify::payload(repo, last);
-                tx.execute(&bump, &[&repo, &last, &CHANNEL, &note]).await?;
-            }
-            tx.commit().await?;
-            Ok((last, base + 1..=last))
+            Ok(out)
         })
         .await
     }

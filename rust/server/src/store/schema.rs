@@ -9,8 +9,9 @@
 //! -- --rules, used by servers started without one.
 //! ibex_meta    (key text PRIMARY KEY, value text NOT NULL)
 //! -- One row per repository ever written; last_seq is the highest seq given
-//! -- to one of its commits (seqs are per repository, gapless, and given under
-//! -- this row's lock, so they increase in commit order).
+//! -- out (seqs are per repository and given under this row's lock, so they
+//! -- increase in commit order; a seq given to a commit another server had
+//! -- already stored stays unused, so there may be gaps).
 //! ibex_repos   (repo text PRIMARY KEY, last_seq bigint NOT NULL, created_ms bigint NOT NULL)
 //! -- Every commit: its id (SHA-256, 32 bytes) and canonical signed bytes
 //! -- (`ibex_core::StoredCommit`), verified by the server that stored it.
