@@ -132,7 +132,8 @@ impl Pg {
                 v.pop().ok_or("no /usr/lib/postgresql/*/bin")?.1
             }
         };
-        let dir = tempfile::Builder::new().prefix("ibex-w11-").tempdir().map_err(|e| e.to_string())?;
+        let base = if is_root() { PathBuf::from("/tmp") } else { std::env::temp_dir() };
+        let dir = tempfile::Builder::new().prefix("ibex-w11-").tempdir_in(base).map_err(|e| e.to_string())?;
         if is_root() {
             Command::new("chown").arg("nobody:").arg(dir.path()).status().map_err(|e| e.to_string())?;
         }

@@ -84,7 +84,10 @@ impl Pg {
 
     fn try_start() -> Result<Pg, String> {
         let bin = bin_dir()?;
-        let dir = tempfile::Builder::new().prefix("ibex-pg-").tempdir().map_err(|e| e.to_string())?;
+        // Under /tmp when root: `nobody` must reach it whatever TMPDIR is,
+        // and the socket's path must stay short.
+        let base = if is_root() { PathBuf::from("/tmp") } else { std::env::temp_dir() };
+        let dir = tempfile::Builder::new().prefix("ibex-pg-").tempdir_in(base).map_err(|e| e.to_string())?;
         if is_root() {
             let ok = Command::new("chown").arg("nobody:").arg(dir.path()).status().map_err(|e| format!("chown: {e}"))?;
             if !ok.success() {
