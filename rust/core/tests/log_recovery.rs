@@ -147,3 +147,32 @@ fn commits_from_another_repository_in_a_log_are_rejected_not_loaded() {
     assert_eq!(report.rejected.len(), ids.len());
     assert!(report.rejected[0].1.to_string().contains("belongs to /data/test"), "{}", report.rejected[0].1);
 }
+
+/// Commits kept outside a log (a server's shared database) load back as
+/// from a log: the same heads, in any order, and nothing reported as new
+/// when quiet; a commit of another repository or a malformed one is
+/// refused with an error.
+#[test]
+fn trusted_commits_load_back_like_a_log() {
+    let mut r = Replica::new(1);
+    r.update("a", &v1(), &[put("title", Value::Str("first".into()))]);
+    r.update("b", &v1(), &[put("body", Value::Text("hello".into()))]);
+    r.update("a", &v1(), &[put("count", Value::Num(2.0))]);
+    let rows: Vec<(CommitId, Box<[u8]>)> = r.repo.commits_in_order().iter().map(|c| (c.id, c.bytes().to_vec().into_boxed_slice())).collect();
+    let want = r.state();
+    let mut quiet = Repository::new(repo_path(), registry());
+    assert_eq!(quiet.insert_trusted(rows.clone(), true), (3, vec![]));
+    assert!(quiet.take_integrated().is_empty());
+    assert_eq!(state(&mut quiet), want);
+    // Children before parents still load (they wait for them), and a
+    // non-quiet load reports what it integrated.
+    let mut loud = Repository::new(repo_path(), registry());
+    let (n, refused) = loud.insert_trusted(rows.iter().rev().cloned(), false);
+    assert_eq!((n, refused.len()), (3, 0));
+    assert_eq!(loud.take_integrated().len(), 3);
+    assert_eq!(state(&mut loud), want);
+    let mut other = Repository::new(RepoPath::parse("/data/other").unwrap(), registry());
+    let (n, refused) = other.insert_trusted(rows.iter().take(1).cloned().chain([(CommitId([7; 32]), vec![1u8, 2, 3].into_boxed_slice())]), false);
+    assert_eq!((n, refused.len()), (0, 2));
+    assert_eq!(other.commit_count(), 0);
+}
