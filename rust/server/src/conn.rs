@@ -553,8 +553,26 @@ impl Conn {
             }
         })?;
         if let Some(pg) = &shared.pg {
-            // Any server of the group may be the one the link is opened on.
+            // Any server of the group may be the one the link is opened on;
+            // an address gets its quota from the group, not from each server.
             let now = now_ms();
+            let l = shared.limits();
+            match pg.count_login(&email, now, l.login_window.as_millis() as i64, l.logins_per_address).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    shared.logins().cancel(&token);
+                    Metrics::inc(&shared.metrics.quota_refusals);
+                    return Err(Error::Quota(format!(
+                        "{} login links were sent to this address in the last {} minutes; wait before asking again",
+                        l.logins_per_address,
+                        l.login_window.as_secs() / 60
+                    )));
+                }
+                Err(e) => {
+                    shared.logins().cancel(&token);
+                    return Err(e.into());
+                }
+            }
             if let Err(e) = pg.put_login(&token, &email, now + shared.config.login_ttl.as_millis() as i64, now).await {
                 shared.logins().cancel(&token);
                 return Err(e.into());

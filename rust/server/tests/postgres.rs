@@ -11,7 +11,8 @@
 //!   nothing is acknowledged while it is down; once it is back, instances
 //!   are ready again, live relays work again, and everything converges.
 //! * p4: login links are kept in the database: a link issued by one
-//!   instance is redeemed on another; `ibex-server import` copies a file
+//!   instance is redeemed on another, and an address's quota of links is
+//!   counted across instances; `ibex-server import` copies a file
 //!   data directory, and a second import adds nothing.
 //! * p5: rules given to one instance (`--rules`) are stored and enforced by
 //!   an instance started without them.
@@ -373,6 +374,17 @@ async fn p4_login_links_work_on_any_instance_and_a_file_data_directory_imports()
     b.send(&Frame::Redeem { token: second }).await;
     until(&mut b, "welcome as ann", |c| c.user.as_ref().is_some_and(|(_, e)| e == "ann@example.org")).await;
     assert_eq!(b.user.clone().unwrap().0, user, "one address, two users across instances");
+    // The address's quota (3 links per window) is the group's: two were
+    // sent by A, so B sends one more and refuses the next.
+    let mut c = Client::new(10);
+    c.connect(s[1].addr).await;
+    c.send(&Frame::Login { email: "ann@example.org".into() }).await;
+    until(&mut c, "login-sent", |c| c.login_sent).await;
+    let mut d = Client::new(11);
+    d.connect(s[1].addr).await;
+    d.send(&Frame::Login { email: "ann@example.org".into() }).await;
+    until(&mut d, "a refusal", |c| c.errors.iter().any(|(_, code)| code == "ERR_QUOTA")).await;
+    assert!(!d.login_sent, "a fourth link to one address was sent by another instance");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

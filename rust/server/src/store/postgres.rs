@@ -327,6 +327,27 @@ impl PgStore {
         .await
     }
 
+    /// Counts one login link sent to `email` in its window of `window_ms`
+    /// (shared by every server); false if `limit` were already sent.
+    pub async fn count_login(&self, email: &str, now_ms: i64, window_ms: i64, limit: u32) -> Result<bool> {
+        self.call(async {
+            let c = self.pool.get().await?;
+            let st = c
+                .prepare_cached(
+                    "WITH old AS (DELETE FROM ibex_login_sent WHERE window_start_ms <= $2::bigint - $3::bigint AND email <> $1::text)
+                     INSERT INTO ibex_login_sent AS s (email, window_start_ms, sent) VALUES ($1, $2, 1)
+                     ON CONFLICT (email) DO UPDATE SET
+                         window_start_ms = CASE WHEN s.window_start_ms <= $2 - $3 THEN $2 ELSE s.window_start_ms END,
+                         sent = CASE WHEN s.window_start_ms <= $2 - $3 THEN 1 ELSE s.sent + 1 END
+                     RETURNING sent",
+                )
+                .await?;
+            let sent: i32 = col(&c.query_one(&st, &[&email, &now_ms, &window_ms]).await?, 0)?;
+            Ok(sent as i64 <= i64::from(limit))
+        })
+        .await
+    }
+
     /// A token's address and expiry, if it is waiting.
     pub async fn peek_login(&self, token: &str) -> Result<Option<(String, i64)>> {
         self.call(async {

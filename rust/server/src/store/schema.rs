@@ -23,6 +23,14 @@
 //! ibex_logins  (token text PRIMARY KEY, email text NOT NULL, expires_ms bigint NOT NULL)
 //! ```
 //!
+//! Version 2 adds:
+//!
+//! ```sql
+//! -- Login links sent to an address in its current window (--logins-per-address
+//! -- per login_window), counted by every server of the group together.
+//! ibex_login_sent (email text PRIMARY KEY, window_start_ms bigint NOT NULL, sent integer NOT NULL)
+//! ```
+//!
 //! Session certificates and users are the repositories `/sys/sessions` and
 //! `/sys/users`: rows of `ibex_commits` like any other. A migration is
 //! appended to [`MIGRATIONS`], never edited; servers take an advisory lock
@@ -39,6 +47,8 @@ pub const MIGRATIONS: &[&str] = &[
      CREATE TABLE ibex_commits (repo text NOT NULL REFERENCES ibex_repos(repo), seq bigint NOT NULL, id bytea NOT NULL, bytes bytea NOT NULL,
                                 PRIMARY KEY (repo, seq), UNIQUE (repo, id));
      CREATE TABLE ibex_logins (token text PRIMARY KEY, email text NOT NULL, expires_ms bigint NOT NULL);",
+    // 2: login links sent per address, counted across servers.
+    "CREATE TABLE ibex_login_sent (email text PRIMARY KEY, window_start_ms bigint NOT NULL, sent integer NOT NULL);",
 ];
 
 /// The version this server writes.
