@@ -18,7 +18,8 @@
 //!   an instance started without them.
 //! * p6: without a root key an instance refuses to start (`ERR_CONFIG`);
 //!   `IBEX_ROOT_KEY` and `--root-key` give the same root; a database
-//!   migrated by a newer server is refused (`ERR_STORE_SCHEMA`).
+//!   migrated by a newer server is refused (`ERR_STORE_SCHEMA`), one at an
+//!   older version is migrated.
 
 mod common;
 
@@ -409,7 +410,7 @@ async fn p5_rules_given_to_one_instance_are_used_by_instances_started_without() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn p6_the_root_key_comes_from_configuration_and_a_newer_schema_is_refused() {
+async fn p6_the_root_key_comes_from_configuration_and_schemas_are_versioned() {
     let _one = ONE_AT_A_TIME.lock().await;
     let pg = Pg::start();
     let bin = env!("CARGO_BIN_EXE_ibex-server");
@@ -453,6 +454,11 @@ async fn p6_the_root_key_comes_from_configuration_and_a_newer_schema_is_refused(
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ERR_STORE_SCHEMA"), "{err}");
+    // A database at version 1 is migrated by the next server to start.
+    pg.psql("DROP TABLE ibex_login_sent; UPDATE ibex_meta SET value = '1' WHERE key = 'schema_version'");
+    let _migrated = Instance::spawn(&pg.url(), pg.dir(), free_port()).await;
+    assert_eq!(pg.psql("SELECT value FROM ibex_meta WHERE key = 'schema_version'"), "2");
+    assert_eq!(pg.psql("SELECT count(*) FROM ibex_login_sent"), "0");
 }
 
 async fn http_get_ok(addr: SocketAddr) -> bool {
