@@ -38,10 +38,15 @@ use crate::log::{Corruption, Log, RecordMark};
 use crate::merge::{StarMerge, merge3};
 use crate::path::{RepoPath, check_key};
 use crate::schema::{Registry, SchemaId};
-use crate::signing::{SessionId, SessionKey};
+use crate::signing::SessionKey;
 use crate::storage::Storage;
 use crate::stored::StoredCommit;
 use crate::value::ItemData;
+
+mod branches;
+mod history;
+use branches::hides;
+pub use history::{At, Conflict, DELETED, FieldChange, HistoryEntry, Playback, Step, Written, field_changes};
 
 /// Longest delta chain this replica writes before writing a full value
 /// (one below what others accept). Chains also end once their deltas add up
@@ -67,19 +72,6 @@ pub struct Head {
     /// The schema version the value is expressed in (the newest known).
     pub schema: SchemaId,
     pub data: Arc<ItemData>,
-}
-
-/// One entry of an item's history.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HistoryEntry {
-    pub id: CommitId,
-    pub session: SessionId,
-    pub timestamp: i64,
-    pub parents: Vec<CommitId>,
-    pub schema: SchemaId,
-    /// Fields this commit changed relative to its parents' merged value;
-    /// `"$deleted"` stands for the soft-delete flag.
-    pub changed: Vec<String>,
 }
 
 /// What [`Repository::insert`] did with a commit.
@@ -381,7 +373,9 @@ impl Repository {
         for it in ck.items {
             // A head in an older version than the app knows now is
             // recomputed (upgraded) when used, not taken as it was.
-            let head = it.head.filter(|(schema, _, _)| repo.registry.latest(&schema.ns).is_none_or(|l| l.version <= schema.version));
+            // A head in a newer version than it knows (an app rolled back) is
+            // recomputed from what this replica sees (branches.rs).
+            let head = it.head.filter(|(schema, _, _)| repo.registry.latest(&schema.ns).is_none_or(|l| l.version == schema.version));
             let head = head.map(|(schema, range, folded)| {
                 let schema = repo.registry.intern(&schema.ns).map_or_else(|| schema.clone(), |ns| SchemaId { ns, version: schema.version });
                 (schema, range, folded)
@@ -937,7 +931,12 @@ impl Repository {
         item.leaves.insert(pos, id);
         let last = pos + 1 == item.leaves.len();
         let latest = self.registry.latest(&schema.ns).is_none_or(|l| l.version <= schema.version);
-        if item.leaves.len() == 1 {
+        let registry = &self.registry;
+        if item.leaves.iter().any(|l| hides(registry, &nodes[l].commit.schema)) {
+            // A commit in a schema version newer than this replica knows is
+            // not part of the value it shows (branches.rs): recomputed on read.
+            (item.head, item.star, item.folded) = (None, None, false);
+        } else if item.leaves.len() == 1 {
             // A linear history (the common case) knows its new head already.
             item.star = None;
             item.head = value.filter(|_| latest).map(|v| Arc::new(Head { schema, data: v }));
@@ -1148,6 +1147,14 @@ impl Repository {
             self.unseal().ok()?;
         }
         let item = self.items.get(key)?;
+        if item.leaves.iter().any(|l| self.nodes.get(l).is_some_and(|n| hides(&self.registry, &n.commit.schema))) {
+            let visible = self.visible_leaves(key).ok()?;
+            let head = Arc::new(self.merge_heads(&visible).ok()?.0);
+            let item = self.items.get_mut(key).expect("present");
+            (item.head, item.star, item.folded) = (Some(head.clone()), None, false);
+            return Some(head);
+        }
+        let item = self.items.get(key)?;
         if let Some(star) = self.star_of(&item.leaves) {
             let head = Arc::new(Head { schema: star.schema.clone(), data: star.merge.value() });
             let item = self.items.get_mut(key).expect("present");
@@ -1187,7 +1194,7 @@ impl Repository {
         let schema = c.schema.clone();
         let mut ps = c.parents();
         let (Some(base), None) = (ps.next(), ps.next()) else { return None };
-        if self.registry.latest(&schema.ns).is_some_and(|l| l.version > schema.version) {
+        if self.registry.latest(&schema.ns).is_some_and(|l| l.version != schema.version) {
             return None;
         }
         for l in leaves {
@@ -1229,7 +1236,7 @@ impl Repository {
         {
             let c = &node.commit;
             if let Some(bytes) = c.full_value_bytes()
-                && self.registry.latest(&c.schema.ns).is_none_or(|l| l.version <= c.schema.version)
+                && self.registry.latest(&c.schema.ns).is_none_or(|l| l.version == c.schema.version)
             {
                 w.str(&c.schema.ns);
                 w.varint(c.schema.version.into());
@@ -1292,18 +1299,35 @@ impl Repository {
         self.write_body(key, schema, data, session, now, true)
     }
 
-    fn write_body(&mut self, key: &str, schema: &SchemaId, mut data: ItemData, session: &SessionKey, now: i64, full: bool) -> Result<Option<CommitId>> {
+    fn write_body(&mut self, key: &str, schema: &SchemaId, data: ItemData, session: &SessionKey, now: i64, full: bool) -> Result<Option<CommitId>> {
+        let def = self.registry.get(schema).ok_or_else(|| Error::UnknownSchema(schema.to_string()))?.clone();
+        self.write_checked(key, schema, data, session, now, full, Some(&def))
+    }
+
+    /// Writes a value made from the item's own history (a revert, a
+    /// restored version): validated against its schema when this replica
+    /// knows it, written as it is when not (a server knows no app schemas).
+    pub(crate) fn write_trusted(&mut self, key: &str, schema: &SchemaId, data: ItemData, session: &SessionKey, now: i64) -> Result<Option<CommitId>> {
+        let def = self.registry.get(schema).cloned();
+        self.write_checked(key, schema, data, session, now, false, def.as_deref())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_checked(&mut self, key: &str, schema: &SchemaId, mut data: ItemData, session: &SessionKey, now: i64, full: bool, def: Option<&crate::schema::Schema>) -> Result<Option<CommitId>> {
         check_key(key)?;
         // The new commit lists the leaves as parents: read them if they are
         // still only in the checkpoint.
         self.warm_item(key)?;
-        let def = self.registry.get(schema).ok_or_else(|| Error::UnknownSchema(schema.to_string()))?.clone();
         data.normalize();
-        def.validate(&data)?;
+        if let Some(def) = def {
+            def.validate(&data)?;
+        }
         if self.base_for_write(key, schema)? == data && self.head(key).is_some_and(|h| h.schema == *schema) {
             return Ok(None);
         }
-        let mut parents = self.leaves(key);
+        // A replica writes on what it sees: commits in a newer version of
+        // the schema than it knows stay out of its parents (branches.rs).
+        let mut parents = self.visible_leaves(key)?;
         let max_parent_ts = parents.iter().map(|p| self.nodes[p].commit.timestamp).max();
         let timestamp = max_parent_ts.map_or(now, |t| now.max(t.saturating_add(1)));
         let body = if full { Body::Full(Arc::new(data.clone())) } else { self.choose_body(&parents, schema, &data)? };
@@ -1315,7 +1339,7 @@ impl Repository {
         // Already validated above.
         self.insert_stored_inner(StoredCommit::from_signed(&signed), false, 0, 0, None)?;
         let item = self.items.get_mut(key).expect("just written");
-        if item.leaves.len() == 1 && self.registry.latest(&def.ns).is_none_or(|l| l.version <= def.version) {
+        if item.leaves.len() == 1 && self.registry.latest(&signed.commit.schema.ns).is_none_or(|l| l.version <= signed.commit.schema.version) {
             item.head = Some(Arc::new(Head { schema: signed.commit.schema, data: Arc::new(data) }));
             item.folded = true;
         }
@@ -1373,58 +1397,5 @@ impl Repository {
             }
         }
         Ok(Body::Full(Arc::new(data.clone())))
-    }
-
-    /// The history of an item, oldest first (parents before children).
-    /// Reads the whole history from the log if it is still only in the
-    /// checkpoint (history is on demand: opening does not load it).
-    pub fn history(&mut self, key: &str) -> Result<Vec<HistoryEntry>> {
-        if !self.items.contains_key(key) {
-            return Ok(Vec::new());
-        }
-        self.unseal()?;
-        let Some(item) = self.items.get(key) else { return Ok(Vec::new()) };
-        // Every ancestor of the current leaves.
-        let mut ids: Vec<CommitId> = item.leaves.clone();
-        let mut seen: HashSet<CommitId> = ids.iter().copied().collect();
-        let mut i = 0;
-        while i < ids.len() {
-            for p in self.nodes[&ids[i]].commit.parents() {
-                if seen.insert(p) {
-                    ids.push(p);
-                }
-            }
-            i += 1;
-        }
-        ids.sort_by_key(|id| {
-            let n = &self.nodes[id];
-            (n.generation, n.commit.timestamp, *id)
-        });
-        ids.iter().map(|id| self.history_entry(id)).collect()
-    }
-
-    fn history_entry(&self, id: &CommitId) -> Result<HistoryEntry> {
-        let c = &self.nodes[id].commit;
-        let parents: Vec<CommitId> = c.parents().collect();
-        let changed = match (c.body()?, parents.as_slice()) {
-            // A delta on its only parent lists exactly what it changed.
-            (Body::Delta { changes, .. }, [_]) => {
-                let mut f: Vec<String> = changes.iter().map(|ch| ch.field().unwrap_or("$deleted").to_owned()).collect();
-                f.dedup();
-                f
-            }
-            _ => {
-                let latest = self.registry.latest(&c.schema.ns).map_or(c.schema.version, |s| s.version).max(c.schema.version);
-                let before = if parents.is_empty() {
-                    ItemData::default()
-                } else {
-                    let (h, _) = self.merge_heads(&parents)?;
-                    self.registry.upgrade((*h.data).clone(), &h.schema, latest).0
-                };
-                let after = self.value_at(id, latest)?;
-                change::diff(&before, &after).iter().map(|ch| ch.field().unwrap_or("$deleted").to_owned()).collect()
-            }
-        };
-        Ok(HistoryEntry { id: *id, session: c.session(), timestamp: c.timestamp, parents, schema: c.schema.clone(), changed })
     }
 }
