@@ -15,9 +15,12 @@ use ibex_core::log::{KIND_COMMIT, Log};
 use ibex_core::sync::frame::Frame;
 use ibex_core::sync::{ClientSession, Event as SyncEvent, RepoStore};
 use ibex_core::trust::{SESSIONS, register_schemas};
-use ibex_core::{CommitId, Error, HistoryEntry, LoadReport, Registry, RepoPath, Repository, Result, Rules, Schema, SessionId, SessionKey, Storage, StoredCommit, Trust};
+use ibex_core::{CommitId, Error, LoadReport, Registry, RepoPath, Repository, Result, Rules, Schema, SessionId, SessionKey, Storage, StoredCommit, Trust};
 
 use crate::batch::{Outcome, decode_mutations, encode_outcomes};
+
+mod history;
+pub use history::Filter;
 
 /// Something the connection reported, for the JavaScript side.
 #[derive(Debug, Clone, PartialEq)]
@@ -411,10 +414,6 @@ impl Database {
     pub fn checkpoint(&mut self) -> Result<()> {
         self.flush()?;
         self.repos.0.values_mut().try_for_each(Repository::write_checkpoint)
-    }
-
-    pub fn history(&mut self, repo: &str, key: &str) -> Result<Vec<HistoryEntry>> {
-        self.repo_mut(repo)?.history(key)
     }
 
     /// Flushes and forgets a repository.
