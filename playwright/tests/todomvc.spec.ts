@@ -147,8 +147,8 @@ test("the history panel lists who changed what", async ({ app }) => {
   await items(app).nth(0).getByRole("button", { name: "Show history" }).click();
   const entries = items(app).nth(0).getByTestId("history-entry");
   await expect(entries).toHaveCount(3);
-  await expect(entries.nth(0)).toContainText("changed title");
-  await expect(entries.nth(1)).toContainText("changed completed");
+  await expect(entries.nth(0)).toContainText("title: “tracked” → “tracked, renamed”");
+  await expect(entries.nth(1)).toContainText("completed: false → true");
   await expect(entries.nth(2)).toContainText("this device");
   await expect(entries.nth(2)).toContainText("created it");
 });

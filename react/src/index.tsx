@@ -223,11 +223,13 @@ export function useItem<F extends Fields = Fields>(pathOrItem: string | Item<F> 
   return path ? (schema ? db.item(path, schema) : db.item<F>(path)) : undefined;
 }
 
-/** Asks the engine again whenever the item changes; `initial` until the
+/** Asks the engine again whenever the item gets a commit; `initial` until the
  * first answer. Errors go to the console and keep the last answer. */
-function useItemAnswer<T>(item: Item<any> | undefined | null, ask: (item: Item<any>) => Promise<T>, initial: T): T {
+function useItemAnswer<T>(item: Item<any> | undefined | null, ask: (item: Item<any>) => Promise<T>, initial: T, keyOf: (t: T) => string): T {
   const db = useContextDB();
   const [answer, setAnswer] = useState<T>(initial);
+  // The same answer again (most edits change no conflict) renders nothing.
+  const update = (a: T) => setAnswer((prev) => (keyOf(prev) === keyOf(a) ? prev : a));
   const path = item?.path ?? null;
   useEffect(() => {
     if (!path) {
@@ -241,12 +243,14 @@ function useItemAnswer<T>(item: Item<any> | undefined | null, ask: (item: Item<a
       if (!it) return;
       const n = ++asked;
       ask(it).then(
-        (a) => live && n === asked && setAnswer(a),
+        (a) => live && n === asked && update(a),
         (e) => console.error(`@ibexdb/react: could not read the history of ${path}`, e),
       );
     };
     refresh();
-    const stop = db.watchItem(path, refresh);
+    // Every new commit, also one that left the value as it was (the
+    // concurrent write that lost is exactly what a conflict shows).
+    const stop = db.watchCommits(path, refresh);
     return () => {
       live = false;
       stop();
@@ -262,12 +266,12 @@ const NO_HISTORY: readonly HistoryEntry[] = Object.freeze([]);
 /** The item's unsettled conflicts (see `item.conflicts()`), kept current
  * as the item changes: e.g. a badge showing the value that lost. */
 export function useConflicts(item: Item<any> | undefined | null): readonly Conflict[] {
-  return useItemAnswer(item, (it) => it.conflicts(), NO_CONFLICTS);
+  return useItemAnswer(item, (it) => it.conflicts(), NO_CONFLICTS, (cs) => cs.map((c) => [c.field, c.winner.id, ...c.losers.map((l) => l.id)].join(":")).join("|"));
 }
 
 /** The item's history (see `item.history()`), kept current as it changes. */
 export function useHistory(item: Item<any> | undefined | null): readonly HistoryEntry[] {
-  return useItemAnswer(item, (it) => it.history(), NO_HISTORY);
+  return useItemAnswer(item, (it) => it.history(), NO_HISTORY, (h) => h.map((e) => e.id).join(","));
 }
 
 /** Re-renders on every move of a playback (step, seek, play, pause). */

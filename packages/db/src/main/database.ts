@@ -123,6 +123,7 @@ export class Database {
       },
       enqueue: (item, changes) => this.outbox.enqueue(item, changes),
       itemChanged: (item) => this.live.itemChanged(item),
+      itemTouched: (item) => this.live.itemTouched(item),
       itemGone: (item) => this.mirror.remove(item),
       history: (path) => this.history(path),
       itemAt: (path, at) => {
@@ -377,6 +378,13 @@ export class Database {
     if (typeof opts.source === "string") q.insertMany(this.mirror.values(repo) as Iterable<Item<F>>);
     else q.insertMany(opts.source.results as Item<F>[]);
     return q;
+  }
+
+  /** Calls `listener` whenever the item at `path` gets a new commit, here
+   * or from elsewhere — also one that leaves its value as it was (a
+   * concurrent write that lost): what its history and conflicts follow. */
+  watchCommits(path: string, listener: () => void): () => void {
+    return this.live.watchCommits(path, listener);
   }
 
   /** Calls `listener` whenever the item at `path` changes — including when

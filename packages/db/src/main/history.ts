@@ -135,6 +135,7 @@ function readOnly(what: string, live: Live): ItemHost {
     },
     enqueue: () => {},
     itemChanged: (item) => live.itemChanged(item),
+    itemTouched: () => {},
     itemGone: () => {},
     // The past of a past item: ask the live one (db.item(path)).
     history: () => Promise.resolve([]),

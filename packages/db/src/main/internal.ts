@@ -14,6 +14,9 @@ export interface ItemHost {
   enqueue(item: Item<any>, changes: Change[]): void;
   /** An item's value changed (written here, or arriving from the engine). */
   itemChanged(item: Item<any>): void;
+  /** The engine reported a new commit of the item that left its value as
+   * it was (a concurrent write that lost, a merge): its history changed. */
+  itemTouched(item: Item<any>): void;
   /** A locally created item whose creation failed is gone again. */
   itemGone(item: Item<any>): void;
   history(path: string): Promise<HistoryEntry[]>;

@@ -468,7 +468,10 @@ export class Item<F extends Fields = Fields> {
       }
       // Never decoded: compare bytes, not values.
       const undecoded = this.vals === null && this.src !== null;
-      if (undecoded && lay === this.lay && deleted === this.isDeleted && sameFields(this.src!, this.srcAt, bytes, at)) return;
+      if (undecoded && lay === this.lay && deleted === this.isDeleted && sameFields(this.src!, this.srcAt, bytes, at)) {
+        this.db.itemTouched(this);
+        return;
+      }
       const before = this.vals === null ? null : this.signature();
       this.lay = lay;
       this.vals = null;
@@ -476,6 +479,7 @@ export class Item<F extends Fields = Fields> {
       this.srcAt = at;
       this.setDeleted(deleted);
       if (before === null || this.signature() !== before) this.changed();
+      else this.db.itemTouched(this);
       return;
     }
     const before = notify ? this.signature() : "";
@@ -490,6 +494,8 @@ export class Item<F extends Fields = Fields> {
       this.revision++;
     } else if (this.signature() !== before) {
       this.changed();
+    } else {
+      this.db.itemTouched(this);
     }
   }
 
