@@ -153,3 +153,81 @@ test("the admin view reverts another session's changes, keeping later edits, and
   }
   expect([...a.errors, ...b.errors]).toEqual([]);
 });
+
+test("schema branches: a v1 and a v2 app side by side through the server, then v1 upgrades", async ({ browser }) => {
+  const repo = `/data/notes${Date.now()}`;
+  type W = { ibex: typeof import("../../packages/db/dist/index.js"); ibexReady: boolean; db: any; V1: any; V2: any };
+  const page = async () => {
+    const ctx = await browser.newContext({ baseURL: `http://127.0.0.1:${process.env.IBEX_SDK_PORT}` });
+    const p = await ctx.newPage();
+    const errors: string[] = [];
+    p.on("pageerror", (e) => errors.push(String(e)));
+    await p.goto("/playwright/pages/sdk.html");
+    await p.waitForFunction(() => (window as unknown as W).ibexReady === true);
+    return { p, errors };
+  };
+  // The app in each page: schemas by version, the database on `window.db`.
+  const setup = async ([versions, repo, server]: readonly [number[], string, string]) => {
+    const w = window as unknown as W;
+    const { IbexDB, defineSchema } = w.ibex;
+    w.V1 = defineSchema({ ns: "note", version: 1, fields: { title: { type: "string", required: true }, count: { type: "number" } } });
+    w.V2 = defineSchema({
+      ns: "note",
+      version: 2,
+      fields: { name: { type: "string", required: true }, count: { type: "number" }, prio: { type: "number", default: 0 } },
+      upgrade: [{ rename: { from: "title", to: "name" } }],
+    });
+    w.db = await IbexDB.open({ name: "notes", schemas: versions.map((v) => (v === 1 ? w.V1 : w.V2)), server, repos: [repo] });
+  };
+  const v1 = await page();
+  const v2 = await page();
+  await v1.p.evaluate(setup, [[1], repo, DEMO] as const);
+  await v2.p.evaluate(setup, [[1, 2], repo, DEMO] as const);
+  const path = await v1.p.evaluate(async (r) => {
+    const { db, V1 } = window as unknown as W;
+    const n = db.create(r, V1, { title: "milk", count: 1 }, { key: "n1" });
+    await db.sync(10_000);
+    return n.path as string;
+  }, repo);
+  const seenByV2 = await v2.p.evaluate(async (path) => {
+    const { db, V2 } = window as unknown as W;
+    await db.sync(10_000);
+    const n = db.item(path, V2);
+    const name = n.get("name");
+    n.set("prio", 5);
+    await db.sync(10_000);
+    return name;
+  }, path);
+  expect(seenByV2).toBe("milk");
+  // v1 is never handed v2's value, and keeps writing in v1.
+  const v1View = await v1.p.evaluate(async (path) => {
+    const { db, V1 } = window as unknown as W;
+    await db.sync(10_000);
+    const n = db.item(path, V1);
+    const seen = { version: n.schema.version, value: n.toObject() };
+    n.set("count", 2);
+    await db.sync(10_000);
+    return seen;
+  }, path);
+  expect(v1View).toEqual({ version: 1, value: { title: "milk", count: 1 } });
+  // v2 sees v1's write, upgraded, and keeps its own.
+  const v2View = await v2.p.evaluate(async (path) => {
+    const { db, V2 } = window as unknown as W;
+    const t0 = Date.now();
+    while (db.item(path, V2).get("count") !== 2 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 20));
+    return db.item(path, V2).toObject();
+  }, path);
+  expect(v2View).toEqual({ name: "milk", count: 2, prio: 5 });
+  // The v1 app is upgraded (same storage, reloaded): it sees everything.
+  await v1.p.evaluate(async () => (window as unknown as W).db.close());
+  await v1.p.reload();
+  await v1.p.waitForFunction(() => (window as unknown as W).ibexReady === true);
+  await v1.p.evaluate(setup, [[1, 2], repo, DEMO] as const);
+  const upgraded = await v1.p.evaluate(async (path) => {
+    const { db, V2 } = window as unknown as W;
+    await db.sync(10_000);
+    return db.item(path, V2).toObject();
+  }, path);
+  expect(upgraded).toEqual({ name: "milk", count: 2, prio: 5 });
+  expect([...v1.errors, ...v2.errors]).toEqual([]);
+});
