@@ -212,10 +212,22 @@ fn history_of_a_checkpointed_repository_reads_only_that_item() {
     }
     let (mut r, _) = Repository::open_checkpointed(repo_path(), registry(), Box::new(storage), Box::new(ck)).unwrap();
     assert!(r.is_sealed());
+    let leaf = r.leaves("i7")[0];
     let h = r.history("i7").unwrap();
     assert_eq!(h.len(), 2);
     assert_eq!(h[1].changes[0].before, Some(Value::Num(7.0)));
     assert!(r.is_sealed(), "the other items' commits stayed in the log");
+    assert!(r.commit(&leaf).is_none(), "and the ones read went back: history is not kept in memory");
+    // A question about the whole repository reads everything, and keeps nothing.
+    assert_eq!(r.audit(|_| true).unwrap().len(), 100);
+    assert!(r.commit(&leaf).is_none());
+    let snap = r.snapshot_at(1_500).unwrap();
+    assert_eq!(snap.len(), 50);
+    assert_eq!(snap[0].1.data.fields["count"], Value::Num(0.0));
+    // Writes after that still see the item's latest value.
+    r.update("i7", &v1(), &[put("title", str_("x"))], &key, 3_000).unwrap();
+    assert_eq!(r.head("i7").unwrap().data.fields["count"], Value::Num(7.5));
+    assert_eq!(r.history("i7").unwrap().len(), 3);
 }
 
 // ---- properties ----------------------------------------------------------
@@ -396,4 +408,43 @@ proptest! {
         }
         prop_assert_eq!(view, rs[0].state());
     }
+}
+
+#[test]
+fn merges_after_history_questions_on_a_checkpointed_repository_are_unchanged() {
+    // Replica a writes; its log and checkpoint are reopened as `r`; history
+    // questions read commits from the log and put them back; then forks
+    // from b arrive and must merge exactly as on a replica that never
+    // asked (which keeps everything in memory).
+    let mut a = Replica::new(1);
+    for i in 0..20 {
+        a.update(&format!("i{i}"), &v1(), &[put("title", str_("a")), put("body", Value::Text("hello".into()))]);
+    }
+    let mut b = Replica::new(2);
+    exchange(&mut a, &mut b);
+    let (storage, ck) = (MemStorage::new(), MemStorage::new());
+    {
+        let (mut r, _) = Repository::open_checkpointed(repo_path(), registry(), Box::new(storage.clone()), Box::new(ck.clone())).unwrap();
+        for c in a.commits() {
+            r.insert(c).unwrap();
+        }
+        r.flush().unwrap();
+        r.write_checkpoint().unwrap();
+    }
+    let (mut r, _) = Repository::open_checkpointed(repo_path(), registry(), Box::new(storage), Box::new(ck)).unwrap();
+    assert!(r.is_sealed());
+    r.history("i3").unwrap();
+    r.audit(|_| true).unwrap();
+    r.conflicts("i4").unwrap();
+    r.snapshot_at(i64::MAX).unwrap();
+    for i in 0..20 {
+        b.update(&format!("i{i}"), &v1(), &[put("body", Value::Text(format!("hello b{i}")))]);
+        a.update(&format!("i{i}"), &v1(), &[put("title", str_("a2"))]);
+    }
+    for c in b.commits().into_iter().chain(a.commits()) {
+        r.insert(c).unwrap();
+    }
+    exchange(&mut a, &mut b);
+    assert_eq!(state(&mut r), a.state());
+    assert_eq!(r.history("i9").unwrap(), a.repo.history("i9").unwrap());
 }

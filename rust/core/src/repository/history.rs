@@ -141,6 +141,80 @@ fn field_of(d: &ItemData, field: &str) -> Option<Value> {
 }
 
 impl Repository {
+
+    /// Runs a history question, then puts back in the checkpoint (drops
+    /// from memory) the commits it read from the log: history is read on
+    /// demand and not kept, so asking about the past never leaves the
+    /// whole history in memory.
+    fn on_demand<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if self.cold == 0 {
+            return f(self);
+        }
+        let before = self.sealed.hot.clone();
+        let out = f(self);
+        self.reseal(&before);
+        out
+    }
+
+    /// The history of an item in the order its commits appeared (parents
+    /// before children), each entry with the values it changed. Reads that
+    /// item's commits from the log if they are only in the checkpoint.
+    pub fn history(&mut self, key: &str) -> Result<Vec<HistoryEntry>> {
+        self.on_demand(|r| r.history_now(key))
+    }
+
+    /// The item `key` as it was at a time or right after a commit of it;
+    /// `None` if it did not exist yet. A commit of another item, or one
+    /// this replica does not hold, is `ERR_NOT_FOUND`.
+    pub fn item_at(&mut self, key: &str, at: At) -> Result<Option<Head>> {
+        self.on_demand(|r| r.item_at_now(key, at))
+    }
+
+    /// Every item as it was at time `t` (items that did not exist yet are
+    /// absent), by key. Reads the whole history.
+    pub fn snapshot_at(&mut self, t: i64) -> Result<Vec<(Arc<str>, Head)>> {
+        self.on_demand(|r| r.snapshot_at_now(t))
+    }
+
+    /// Commits across items matching `keep`, in the order they appeared,
+    /// with the values each changed: an audit log. Reads the whole history.
+    pub fn audit(&mut self, keep: impl Fn(&StoredCommit) -> bool) -> Result<Vec<HistoryEntry>> {
+        self.on_demand(|r| r.audit_now(keep))
+    }
+
+    /// The repository at `from`, then one step per commit that appeared
+    /// after it, up to `to` (inclusive), each with its item's new value.
+    pub fn playback(&mut self, from: i64, to: i64) -> Result<Playback> {
+        self.on_demand(|r| r.playback_now(from, to))
+    }
+
+    /// The conflicts a merge decided in item `key` and nobody settled since
+    /// (see the module's rules). Reads that item's history.
+    pub fn conflicts(&mut self, key: &str) -> Result<Vec<Conflict>> {
+        self.on_demand(|r| r.conflicts_now(key))
+    }
+
+    /// The values that revert `targets` (commits of this repository, any
+    /// items) on top of the current heads, one per item that changes (see
+    /// the module's rules). Commits this replica does not hold are
+    /// `ERR_NOT_FOUND`.
+    pub fn revert_values(&mut self, targets: &[CommitId]) -> Result<Vec<(Arc<str>, Head)>> {
+        self.on_demand(|r| r.revert_values_now(targets))
+    }
+
+    /// Reverts `targets` (see [`Repository::revert_values`]) as new commits
+    /// signed by `session`, one per item that changes; returns their ids.
+    /// The values come from the items' own history, so a schema this
+    /// replica does not know (a server) is not an obstacle.
+    pub fn revert(&mut self, targets: &[CommitId], session: &SessionKey, now: i64) -> Result<Vec<CommitId>> {
+        self.on_demand(|r| r.revert_now(targets, session, now))
+    }
+
+    /// Writes the item's value as it was at `commit` (a commit of it) as a
+    /// new commit: "restore this version". `None` if that is the current value.
+    pub fn restore(&mut self, key: &str, commit: CommitId, session: &SessionKey, now: i64) -> Result<Option<CommitId>> {
+        self.on_demand(|r| r.restore_now(key, commit, session, now))
+    }
     /// Every commit of `key` (the ancestors of its leaves), read from the
     /// log if they are only in the checkpoint; parents first.
     fn item_commits(&mut self, key: &str) -> Result<Vec<CommitId>> {
@@ -226,19 +300,13 @@ impl Repository {
         })
     }
 
-    /// The history of an item in the order its commits appeared (parents
-    /// before children), each entry with the values it changed. Reads that
-    /// item's commits from the log if they are only in the checkpoint.
-    pub fn history(&mut self, key: &str) -> Result<Vec<HistoryEntry>> {
+    fn history_now(&mut self, key: &str) -> Result<Vec<HistoryEntry>> {
         let ids = self.item_commits(key)?;
         let mut memo = HashMap::with_capacity(ids.len());
         ids.iter().map(|id| self.entry(id, &mut memo)).collect()
     }
 
-    /// The item `key` as it was at a time or right after a commit of it;
-    /// `None` if it did not exist yet. A commit of another item, or one
-    /// this replica does not hold, is `ERR_NOT_FOUND`.
-    pub fn item_at(&mut self, key: &str, at: At) -> Result<Option<Head>> {
+    fn item_at_now(&mut self, key: &str, at: At) -> Result<Option<Head>> {
         let ids = self.item_commits(key)?;
         match at {
             At::Commit(id) => {
@@ -267,9 +335,7 @@ impl Repository {
         self.merge_heads(&leaves).map(|(h, _)| Some(h))
     }
 
-    /// Every item as it was at time `t` (items that did not exist yet are
-    /// absent), by key. Reads the whole history.
-    pub fn snapshot_at(&mut self, t: i64) -> Result<Vec<(Arc<str>, Head)>> {
+    fn snapshot_at_now(&mut self, t: i64) -> Result<Vec<(Arc<str>, Head)>> {
         self.unseal()?;
         let ids: Vec<CommitId> = self.nodes.keys().copied().collect();
         let appeared = self.appearances(&ids);
@@ -289,9 +355,7 @@ impl Repository {
         Ok(out)
     }
 
-    /// Commits across items matching `keep`, in the order they appeared,
-    /// with the values each changed: an audit log. Reads the whole history.
-    pub fn audit(&mut self, keep: impl Fn(&StoredCommit) -> bool) -> Result<Vec<HistoryEntry>> {
+    fn audit_now(&mut self, keep: impl Fn(&StoredCommit) -> bool) -> Result<Vec<HistoryEntry>> {
         self.unseal()?;
         let mut ids: Vec<CommitId> = self.nodes.values().filter(|n| keep(&n.commit)).map(|n| n.commit.id).collect();
         self.by_appearance(&mut ids);
@@ -299,9 +363,7 @@ impl Repository {
         ids.iter().map(|id| self.entry(id, &mut memo)).collect()
     }
 
-    /// The repository at `from`, then one step per commit that appeared
-    /// after it, up to `to` (inclusive), each with its item's new value.
-    pub fn playback(&mut self, from: i64, to: i64) -> Result<Playback> {
+    fn playback_now(&mut self, from: i64, to: i64) -> Result<Playback> {
         self.unseal()?;
         let mut ids: Vec<CommitId> = self.nodes.keys().copied().collect();
         let appeared = self.appearances(&ids);
@@ -339,16 +401,14 @@ impl Repository {
         Ok(out)
     }
 
-    /// The conflicts a merge decided in item `key` and nobody settled since
-    /// (see the module's rules). Reads that item's history.
-    pub fn conflicts(&mut self, key: &str) -> Result<Vec<Conflict>> {
+    fn conflicts_now(&mut self, key: &str) -> Result<Vec<Conflict>> {
         // A fork is needed for a conflict: a linear history (most items)
         // has none, and is answered without computing a value.
         let ids = self.item_commits(key)?;
         if self.items.get(key).is_none_or(|i| i.leaves.len() <= 1) && ids.iter().all(|id| self.nodes[id].commit.parents().nth(1).is_none()) {
             return Ok(Vec::new());
         }
-        let history = self.history(key)?;
+        let history = self.history_now(key)?;
         let Some(head) = self.head(key) else { return Ok(Vec::new()) };
         let by_id: HashMap<CommitId, &HistoryEntry> = history.iter().map(|e| (e.id, e)).collect();
         let mut fields: Vec<&str> = history.iter().flat_map(|e| e.changed.iter().map(String::as_str)).collect();
@@ -421,11 +481,7 @@ impl Repository {
         false
     }
 
-    /// The values that revert `targets` (commits of this repository, any
-    /// items) on top of the current heads, one per item that changes (see
-    /// the module's rules). Commits this replica does not hold are
-    /// `ERR_NOT_FOUND`.
-    pub fn revert_values(&mut self, targets: &[CommitId]) -> Result<Vec<(Arc<str>, Head)>> {
+    fn revert_values_now(&mut self, targets: &[CommitId]) -> Result<Vec<(Arc<str>, Head)>> {
         let mut by_key: HashMap<Arc<str>, Vec<CommitId>> = HashMap::new();
         for id in targets {
             if !self.hot(id)? {
@@ -470,12 +526,8 @@ impl Repository {
         Ok(out)
     }
 
-    /// Reverts `targets` (see [`Repository::revert_values`]) as new commits
-    /// signed by `session`, one per item that changes; returns their ids.
-    /// The values come from the items' own history, so a schema this
-    /// replica does not know (a server) is not an obstacle.
-    pub fn revert(&mut self, targets: &[CommitId], session: &SessionKey, now: i64) -> Result<Vec<CommitId>> {
-        let values = self.revert_values(targets)?;
+    fn revert_now(&mut self, targets: &[CommitId], session: &SessionKey, now: i64) -> Result<Vec<CommitId>> {
+        let values = self.revert_values_now(targets)?;
         let mut ids = Vec::with_capacity(values.len());
         for (key, head) in values {
             if let Some(id) = self.write_trusted(&key, &head.schema, (*head.data).clone(), session, now)? {
@@ -485,10 +537,8 @@ impl Repository {
         Ok(ids)
     }
 
-    /// Writes the item's value as it was at `commit` (a commit of it) as a
-    /// new commit: "restore this version". `None` if that is the current value.
-    pub fn restore(&mut self, key: &str, commit: CommitId, session: &SessionKey, now: i64) -> Result<Option<CommitId>> {
-        let Some(old) = self.item_at(key, At::Commit(commit))? else { return Ok(None) };
+    fn restore_now(&mut self, key: &str, commit: CommitId, session: &SessionKey, now: i64) -> Result<Option<CommitId>> {
+        let Some(old) = self.item_at_now(key, At::Commit(commit))? else { return Ok(None) };
         let Some(head) = self.head(key) else { return Ok(None) };
         let data = if old.schema.ns == head.schema.ns { self.registry.upgrade((*old.data).clone(), &old.schema, head.schema.version).0 } else { (*old.data).clone() };
         let schema = if old.schema.ns == head.schema.ns { head.schema.clone() } else { old.schema.clone() };
