@@ -198,6 +198,13 @@ impl Sealed {
     }
 }
 
+/// The sort of commit orders: commits ranked by a tuple. Every closure
+/// given to `sort_by_key` compiles the sort again (W9: sorting was a sixth
+/// of the WASM module), so orders are expressed as ranks instead.
+fn sort_ranked(v: &mut [(i64, u32, CommitId)]) {
+    v.sort_unstable();
+}
+
 impl Repository {
     /// Drops from memory the checkpointed commits read since `before` (a
     /// copy of the hot bitset): they are in the log, and read again when
@@ -737,16 +744,19 @@ impl Repository {
     /// Every integrated commit held in memory, parents before children (by
     /// generation); call [`Repository::unseal`] first for all of them.
     pub fn commits_in_order(&self) -> Vec<&StoredCommit> {
-        let mut v: Vec<&Node> = self.nodes.values().collect();
-        v.sort_by_key(|n| (n.generation, n.commit.id));
-        v.into_iter().map(|n| &n.commit).collect()
+        let mut ranked: Vec<(i64, u32, CommitId)> = self.nodes.values().map(|n| (i64::from(n.generation), 0, n.commit.id)).collect();
+        sort_ranked(&mut ranked);
+        ranked.iter().map(|(_, _, id)| &self.nodes[id].commit).collect()
     }
 
     /// Sorts integrated commit ids parents first (by generation), dropping
     /// ids this replica does not hold.
     pub fn parents_first(&self, ids: &mut Vec<CommitId>) {
         ids.retain(|id| self.is_integrated(id));
-        ids.sort_by_key(|id| (self.generation(id), *id));
+        let mut ranked: Vec<(i64, u32, CommitId)> = ids.iter().map(|id| (i64::from(self.generation(id)), 0, *id)).collect();
+        sort_ranked(&mut ranked);
+        ids.clear();
+        ids.extend(ranked.into_iter().map(|(_, _, id)| id));
         ids.dedup();
     }
 
@@ -1285,7 +1295,7 @@ impl Repository {
             }
         }
         let mut all = ids.to_vec();
-        all.sort_by_key(|l| (self.nodes[l].commit.timestamp, *l));
+        self.by_time(&mut all);
         let newest = &self.nodes[all.last().expect("an item has at least one leaf")].commit.schema;
         // Merge in the newest schema version among the leaves of that
         // namespace; leaves of another namespace (two writers used the same

@@ -68,11 +68,10 @@ impl Repository {
                 }
             }
         }
-        out.sort();
+        self.by_time(&mut out);
         out.dedup();
         let shadowed: Vec<CommitId> = out.iter().filter(|a| out.iter().any(|b| b != *a && self.is_ancestor(a, b))).copied().collect();
         out.retain(|id| !shadowed.contains(id));
-        out.sort_by_key(|l| (self.nodes[l].commit.timestamp, *l));
         Ok(out)
     }
 }

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
-use super::{Head, Repository};
+use super::{Head, Repository, sort_ranked};
 use crate::commit::CommitId;
 use crate::error::{Error, Result};
 use crate::merge::merge3;
@@ -124,9 +124,25 @@ pub fn field_changes(before: &ItemData, after: &ItemData) -> Vec<FieldChange> {
     if before.deleted != after.deleted {
         out.push(FieldChange { field: DELETED.into(), before: Some(Value::Bool(before.deleted)), after: Some(Value::Bool(after.deleted)) });
     }
-    let mut names: Vec<&String> = before.fields.keys().chain(after.fields.keys()).collect();
-    names.sort();
-    names.dedup();
+    // Both field maps are sorted: walk them together (no sort to compile).
+    let (mut b, mut a) = (before.fields.keys().peekable(), after.fields.keys().peekable());
+    let mut names: Vec<&String> = Vec::new();
+    loop {
+        let order = match (b.peek(), a.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => x.cmp(y),
+        };
+        match order {
+            std::cmp::Ordering::Less => names.extend(b.next()),
+            std::cmp::Ordering::Greater => names.extend(a.next()),
+            std::cmp::Ordering::Equal => {
+                a.next();
+                names.extend(b.next());
+            }
+        }
+    }
     for n in names {
         let (b, a) = (before.fields.get(n), after.fields.get(n));
         if b != a {
@@ -243,9 +259,9 @@ impl Repository {
     /// parents first; a parent outside `ids` counts as appeared.
     fn appearances(&self, ids: &[CommitId]) -> HashMap<CommitId, i64> {
         let mut at: HashMap<CommitId, i64> = HashMap::with_capacity(ids.len());
-        let mut order: Vec<&CommitId> = ids.iter().collect();
-        order.sort_by_key(|id| (self.nodes[*id].generation, **id));
-        for id in order {
+        let mut order: Vec<(i64, u32, CommitId)> = ids.iter().map(|id| (i64::from(self.nodes[id].generation), 0, *id)).collect();
+        sort_ranked(&mut order);
+        for (_, _, id) in &order {
             let c = &self.nodes[id].commit;
             let t = c.parents().filter_map(|p| at.get(&p).copied()).fold(c.timestamp, i64::max);
             at.insert(*id, t);
@@ -256,7 +272,20 @@ impl Repository {
     /// Sorts commits in the order they appeared (parents first).
     fn by_appearance(&self, ids: &mut [CommitId]) {
         let at = self.appearances(ids);
-        ids.sort_by_key(|id| (at[id], self.nodes[id].generation, *id));
+        let mut ranked: Vec<(i64, u32, CommitId)> = ids.iter().map(|id| (at[id], self.nodes[id].generation, *id)).collect();
+        sort_ranked(&mut ranked);
+        for (slot, (_, _, id)) in ids.iter_mut().zip(ranked) {
+            *slot = id;
+        }
+    }
+
+    /// Sorts commits by `(timestamp, id)`: the order of leaves.
+    pub(super) fn by_time(&self, ids: &mut [CommitId]) {
+        let mut ranked: Vec<(i64, u32, CommitId)> = ids.iter().map(|id| (self.nodes[id].commit.timestamp, 0, *id)).collect();
+        sort_ranked(&mut ranked);
+        for (slot, (_, _, id)) in ids.iter_mut().zip(ranked) {
+            *slot = id;
+        }
     }
 
     /// The value of a commit as this replica presents it (newest known
@@ -331,7 +360,7 @@ impl Repository {
         }
         let inner: HashSet<CommitId> = ids.iter().flat_map(|id| self.nodes[id].commit.parents()).collect();
         let mut leaves: Vec<CommitId> = ids.iter().filter(|id| !inner.contains(id)).copied().collect();
-        leaves.sort_by_key(|l| (self.nodes[l].commit.timestamp, *l));
+        self.by_time(&mut leaves);
         self.merge_heads(&leaves).map(|(h, _)| Some(h))
     }
 
@@ -345,13 +374,14 @@ impl Repository {
                 by_key.entry(self.nodes[&id].commit.key.clone()).or_default().push(id);
             }
         }
-        let mut out = Vec::with_capacity(by_key.len());
-        for (key, ids) in by_key {
-            if let Some(h) = self.merge_of(&ids)? {
+        // In no particular order (callers key them by item).
+        let keys: Vec<Arc<str>> = by_key.keys().cloned().collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(h) = self.merge_of(&by_key[&key])? {
                 out.push((key, h));
             }
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 
@@ -368,7 +398,9 @@ impl Repository {
         let mut ids: Vec<CommitId> = self.nodes.keys().copied().collect();
         let appeared = self.appearances(&ids);
         ids.retain(|id| appeared[id] <= to);
-        ids.sort_by_key(|id| (appeared[id], self.nodes[id].generation, *id));
+        let mut ranked: Vec<(i64, u32, CommitId)> = ids.iter().map(|id| (appeared[id], self.nodes[id].generation, *id)).collect();
+        sort_ranked(&mut ranked);
+        let ids: Vec<CommitId> = ranked.into_iter().map(|(_, _, id)| id).collect();
         let mut leaves: HashMap<Arc<str>, Vec<CommitId>> = HashMap::new();
         let mut out = Playback::default();
         let mut started = false;
@@ -383,7 +415,9 @@ impl Repository {
             let l = leaves.entry(key.clone()).or_default();
             l.retain(|x| !c.parents().any(|p| p == *x));
             l.push(id);
-            l.sort_by_key(|x| (self.nodes[x].commit.timestamp, *x));
+            let mut l = std::mem::take(l);
+            self.by_time(&mut l);
+            leaves.insert(key.clone(), l);
             if started {
                 let (head, _) = self.merge_heads(&leaves[&key])?;
                 out.steps.push(Step { time: t, id, key, head });
@@ -396,9 +430,7 @@ impl Repository {
     }
 
     fn heads_of(&self, leaves: &HashMap<Arc<str>, Vec<CommitId>>) -> Result<Vec<(Arc<str>, Head)>> {
-        let mut out = leaves.iter().map(|(k, l)| Ok((k.clone(), self.merge_heads(l)?.0))).collect::<Result<Vec<_>>>()?;
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        leaves.keys().cloned().map(|k| Ok((k.clone(), self.merge_heads(&leaves[&k])?.0))).collect()
     }
 
     fn conflicts_now(&mut self, key: &str) -> Result<Vec<Conflict>> {
@@ -411,9 +443,13 @@ impl Repository {
         let history = self.history_now(key)?;
         let Some(head) = self.head(key) else { return Ok(Vec::new()) };
         let by_id: HashMap<CommitId, &HistoryEntry> = history.iter().map(|e| (e.id, e)).collect();
-        let mut fields: Vec<&str> = history.iter().flat_map(|e| e.changed.iter().map(String::as_str)).collect();
-        fields.sort_unstable();
-        fields.dedup();
+        let mut fields: Vec<&str> = Vec::new();
+        for f in history.iter().flat_map(|e| e.changed.iter().map(String::as_str)) {
+            // Few fields per item: a linear check compiles smaller than a sort.
+            if !fields.contains(&f) {
+                fields.push(f);
+            }
+        }
         let leaves = self.items[key].leaves.clone();
         let mut out = Vec::new();
         for field in fields {
@@ -448,8 +484,10 @@ impl Repository {
                 let value = e.changes.iter().find(|c| c.field == field).and_then(|c| c.after.clone());
                 Written { id: *id, session: e.session, timestamp: e.timestamp, value }
             };
+            // Newest first.
+            self.by_time(&mut latest);
+            latest.reverse();
             let mut all: Vec<Written> = latest.iter().map(written).collect();
-            all.sort_by_key(|w| std::cmp::Reverse((w.timestamp, w.id)));
             let Some(win) = all.iter().position(|w| w.value == now) else { continue };
             let winner = all.remove(win);
             all.retain(|w| w.value != winner.value);
@@ -489,17 +527,16 @@ impl Repository {
             }
             by_key.entry(self.nodes[id].commit.key.clone()).or_default().push(*id);
         }
-        let mut keys: Vec<Arc<str>> = by_key.keys().cloned().collect();
-        keys.sort();
+        let keys: Vec<Arc<str>> = by_key.keys().cloned().collect();
         let mut out = Vec::new();
         for key in keys {
             // The item's commits in memory: merges and values reach them.
             let order = self.item_commits(&key)?;
             let Some(head) = self.head(&key) else { continue };
-            let mut mine = by_key.remove(&key).unwrap_or_default();
-            let rank: HashMap<CommitId, usize> = order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-            mine.sort_by_key(|id| std::cmp::Reverse(rank[id]));
-            mine.dedup();
+            // The item's targeted commits, newest first (`order` is the
+            // order they appeared in).
+            let wanted: HashSet<CommitId> = by_key.remove(&key).unwrap_or_default().into_iter().collect();
+            let mine: Vec<CommitId> = order.iter().rev().filter(|id| wanted.contains(id)).copied().collect();
             let version = head.schema.version;
             let ns = head.schema.ns.clone();
             let mut cur = (*head.data).clone();
@@ -545,3 +582,4 @@ impl Repository {
         self.write_trusted(key, &schema, data, session, now)
     }
 }
+
