@@ -430,7 +430,7 @@ impl Repository {
     }
 
     fn heads_of(&self, leaves: &HashMap<Arc<str>, Vec<CommitId>>) -> Result<Vec<(Arc<str>, Head)>> {
-        leaves.keys().cloned().map(|k| Ok((k.clone(), self.merge_heads(&leaves[&k])?.0))).collect()
+        leaves.iter().map(|(k, l)| Ok((k.clone(), self.merge_heads(l)?.0))).collect()
     }
 
     fn conflicts_now(&mut self, key: &str) -> Result<Vec<Conflict>> {
