@@ -231,6 +231,10 @@ struct CheckpointState {
     storage: Box<dyn Storage>,
     commits: usize,
     bytes: u64,
+    /// The storage holds a checkpoint of everything up to the last
+    /// `commits`/`bytes` (false until one is written after a rebuild or
+    /// attach): with nothing new, writing it again is skipped.
+    current: bool,
 }
 
 /// Bounds on the commits that wait for unknown parents.
@@ -368,7 +372,7 @@ impl Repository {
                         repo.load(&tail, &scan, &mut report);
                         report.commits = repo.commit_count();
                         report.checkpoint = CheckpointUse::Used { tail: scan.records.len() };
-                        repo.checkpoint = Some(CheckpointState { storage: checkpoint, commits: scan.records.len(), bytes: 0 });
+                        repo.checkpoint = Some(CheckpointState { storage: checkpoint, commits: scan.records.len(), bytes: 0, current: true });
                         return Ok((repo, report));
                     }
                     Err(log) => return Self::rebuild(path, registry, log, checkpoint, Some("it is stale: the log does not hold what it covers".into())),
@@ -382,7 +386,7 @@ impl Repository {
     /// Opens by scanning the log, then writes a new checkpoint.
     fn rebuild(path: RepoPath, registry: Arc<Registry>, log: Box<dyn Storage>, checkpoint: Box<dyn Storage>, why: Option<String>) -> Result<(Self, LoadReport)> {
         let (mut repo, mut report) = Self::open(path, registry, log)?;
-        repo.checkpoint = Some(CheckpointState { storage: checkpoint, commits: 0, bytes: 0 });
+        repo.checkpoint = Some(CheckpointState { storage: checkpoint, commits: 0, bytes: 0, current: false });
         report.checkpoint = match why {
             Some(why) => CheckpointUse::Rebuilt(why),
             None if report.commits == 0 => CheckpointUse::Created,
@@ -435,8 +439,13 @@ impl Repository {
     /// Writes a checkpoint of everything durable now (over the previous
     /// one). Needs the log flushed; computes every item's head first.
     pub fn write_checkpoint(&mut self) -> Result<()> {
-        if self.checkpoint.is_none() {
-            return Ok(());
+        match &self.checkpoint {
+            None => return Ok(()),
+            // Nothing since the one on storage (a database closed without
+            // writes): rewriting it would cost a file write and an fsync
+            // that grow with the history, for nothing.
+            Some(ck) if ck.current && ck.commits == 0 && ck.bytes == 0 => return Ok(()),
+            Some(_) => {}
         }
         let Some(log) = &self.log else { return Ok(()) };
         if !log.is_synced() {
@@ -488,6 +497,7 @@ impl Repository {
         ck.storage.flush()?;
         ck.commits = 0;
         ck.bytes = 0;
+        ck.current = true;
         Ok(())
     }
 
@@ -529,7 +539,7 @@ impl Repository {
     /// `write_checkpoint` or flush on (whatever the storage held is replaced).
     pub fn attach_checkpoint(&mut self, storage: Box<dyn Storage>) {
         if self.checkpoint.is_none() {
-            self.checkpoint = Some(CheckpointState { storage, commits: self.nodes.len(), bytes: 0 });
+            self.checkpoint = Some(CheckpointState { storage, commits: self.nodes.len(), bytes: 0, current: false });
         }
     }
 
