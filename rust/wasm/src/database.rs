@@ -262,7 +262,7 @@ impl Database {
     /// Every head of an open repository (`heads` in `batch.rs`).
     pub fn heads(&mut self, repo: &str) -> Result<Vec<u8>> {
         let r = self.repo_mut(repo)?;
-        let keys: Vec<Arc<str>> = r.keys().map(Arc::from).collect();
+        let keys: Vec<Arc<str>> = r.shared_keys().cloned().collect();
         let mut w = Writer::with_capacity(keys.len() * 64);
         w.varint(keys.len() as u64);
         for k in &keys {
