@@ -55,7 +55,8 @@
 //! used); 403 `ERR_FORBIDDEN` (reverting a system repository); 404
 //! `ERR_NOT_FOUND` (repository, commit or user unknown here); 413/429
 //! `ERR_QUOTA` (body, selection or nonce cache too large); 500
-//! `ERR_STORAGE`; 503 `ERR_UNAVAILABLE`.
+//! `ERR_STORAGE`, or another of `ibex_core::Error::CODES` the engine
+//! returned; 503 `ERR_UNAVAILABLE`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -84,7 +85,7 @@ pub const WINDOW_MS: i64 = 60_000;
 pub const MAX_NONCES: usize = 4096;
 pub const MAX_TARGETS: usize = 100_000;
 pub const MAX_AUDIT: usize = 100_000;
-/// Every code this API answers with.
+/// The codes this API answers with itself (besides the engine's).
 pub const CODES: &[&str] = &["ERR_DECODE", "ERR_PATH", "ERR_BAD_SIGNATURE", "ERR_CLOCK", "ERR_REPLAY", "ERR_FORBIDDEN", "ERR_NOT_FOUND", "ERR_QUOTA", "ERR_STORAGE", "ERR_UNAVAILABLE"];
 
 /// A request's body (see the module's doc).
@@ -150,8 +151,7 @@ impl From<Error> for AdminError {
             Error::Path { .. } | Error::Decode { .. } => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let code = if CODES.contains(&e.code()) { e.code() } else { "ERR_STORAGE" };
-        AdminError::new(status, code, e.to_string())
+        AdminError::new(status, e.code(), e.to_string())
     }
 }
 
@@ -311,7 +311,10 @@ async fn checked(admin: &Admin, op: &str, req: Request) -> Result<(RepoPath, Don
         revert,
         commits: hex_list("commit", &r.commits, |s| CommitId::from_hex(s).ok())?,
         sessions: hex_list("session", &r.sessions, |s| hex::decode(s).ok().and_then(|b| b.try_into().ok()).map(SessionId))?.into_iter().collect(),
-        user: r.user.filter(|u| !u.is_empty()),
+        user: match r.user {
+            Some(u) if u.is_empty() => return Err(AdminError::decode("user: empty user id")),
+            u => u,
+        },
         since: r.since.unwrap_or(i64::MIN),
         until: r.until.unwrap_or(i64::MAX),
         limit: r.limit.unwrap_or(MAX_AUDIT).min(MAX_AUDIT),

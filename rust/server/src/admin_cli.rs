@@ -124,6 +124,9 @@ async fn run(cli: Cli) -> i32 {
         (Err(e), _) => return usage(format!("--since: {e}")),
         (_, Err(e)) => return usage(format!("--until: {e}")),
     };
+    if common.user.as_deref().is_some_and(|u| u.trim().is_empty()) {
+        return usage("--user: empty user id".into());
+    }
     if op == "revert" && common.sessions.is_empty() && common.user.is_none() && common.commits.is_empty() {
         return usage("say what to revert: --session, --user or --commit".into());
     }

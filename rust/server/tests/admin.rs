@@ -166,3 +166,77 @@ async fn an_operator_reverts_a_session_live_undoes_it_and_audits() {
     assert!(out.contains(&srv.root), "the reverts are signed by the root");
     srv.stop().await;
 }
+
+/// Keeps login links instead of e-mailing them.
+#[derive(Default)]
+struct Links(std::sync::Mutex<Vec<(String, String)>>);
+
+impl ibex_server::login::LoginVerifier for Links {
+    fn send(&self, email: &str, link: &str) -> Result<(), ibex_server::error::ServerError> {
+        self.0.lock().unwrap().push((email.to_owned(), link.to_owned()));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_audits_and_reverts_a_user_across_sessions() {
+    use ibex_core::sync::frame::Frame;
+    let dir = tempfile::tempdir().unwrap();
+    let links = std::sync::Arc::new(Links::default());
+    let l2 = links.clone();
+    let srv = server_with(dir.path(), move |c| c.verifier = l2).await;
+    let key = shared_key();
+    let mut a = Client::new(1);
+    a.connect(srv.addr).await;
+    a.write("milk", "title", Value::Str("Milk".into()));
+    a.sync().await;
+    // Mallory logs in on two devices and edits from both.
+    let mut user = String::new();
+    let mut devices = Vec::new();
+    for n in [3u8, 4] {
+        let mut m = Client::new(n);
+        m.connect(srv.addr).await;
+        m.send(&Frame::Login { email: "mallory@example.org".into() }).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !m.login_sent {
+            assert!(Instant::now() < deadline, "no login link: {:?}", m.errors);
+            m.receive_one(Duration::from_millis(200)).await;
+        }
+        let token = links.0.lock().unwrap().last().unwrap().1.split("ibex-login=").nth(1).unwrap().to_owned();
+        m.user = None;
+        m.send(&Frame::Redeem { token }).await;
+        while m.user.is_none() {
+            assert!(Instant::now() < deadline, "no welcome: {:?}", m.errors);
+            m.receive_one(Duration::from_millis(200)).await;
+        }
+        user = m.user.clone().unwrap().0;
+        m.sync().await;
+        devices.push(m);
+    }
+    devices[0].write("milk", "title", Value::Str("spam".into()));
+    devices[0].sync().await;
+    devices[1].sync().await;
+    devices[1].write("bread", "title", Value::Str("spam".into()));
+    devices[1].sync().await;
+
+    let (code, out, err) = cli(args("audit", srv.addr, &key, &["--user", &user])).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{out} {err}");
+    assert!(lines.iter().all(|l| l["user"] == user.as_str()), "{out}");
+    let sessions: std::collections::HashSet<&str> = lines.iter().map(|l| l["session"].as_str().unwrap()).collect();
+    assert_eq!(sessions.len(), 2, "both devices' sessions");
+
+    let (code, out, err) = cli(args("revert", srv.addr, &key, &["--user", &user])).await;
+    assert_eq!(code, 0, "{err}");
+    let ids: Vec<CommitId> = out.lines().map(|l| CommitId::from_hex(l).unwrap()).collect();
+    assert_eq!(ids.len(), 2, "{out}");
+    receive_live(&mut a, &ids).await;
+    assert_eq!(title(&mut a, "milk"), Some(Value::Str("Milk".into())));
+    let bread = a.state().into_iter().find(|(k, _)| k == "bread").unwrap().1;
+    assert!(bread.deleted, "a creation reverts to a soft delete");
+    // A user with no session here.
+    let (code, _, err) = cli(args("revert", srv.addr, &key, &["--user", "u000000000000000000000000"])).await;
+    assert!(code == 1 && err.contains("ERR_NOT_FOUND"), "{err}");
+    srv.stop().await;
+}
