@@ -30,10 +30,12 @@
 //! # What runs
 //!
 //! Inside the repository's actor (`repo.rs`), in order with clients'
-//! frames. Selection: `commits` (exact commits of the repository), else
+//! frames. Selection: `commits` (exact commits of the repository), or
 //! every commit whose session is in `sessions` or is certified for `user`
-//! (this server's certificates), with `since ≤ timestamp ≤ until`. At most
-//! [`MAX_TARGETS`] commits; `repo` must exist on this server.
+//! (this server's certificates), not both; with `since ≤ timestamp ≤
+//! until`. At most [`MAX_TARGETS`] commits; `repo` must exist on this
+//! server. Both read the repository's whole history (ibex-core's audit):
+//! narrow large ones with `since`/`until`.
 //!
 //! * **revert** (not for `/sys/*`): `Repository::revert` — a three-way revert
 //!   per item (others' later edits stay; see `ibex_core`'s `history.rs`)
@@ -288,8 +290,9 @@ async fn checked(admin: &Admin, op: &str, req: Request) -> Result<(RepoPath, Don
         return Err(AdminError::decode(format!("this request was signed for {:?}, sent to /admin/{op}", r.op)));
     }
     let now = now_ms();
-    if (r.time - now).abs() > WINDOW_MS {
-        return Err(AdminError::new(StatusCode::UNAUTHORIZED, "ERR_CLOCK", format!("the request's time is {} ms from this server's clock (at most {WINDOW_MS}): check both clocks", r.time - now)));
+    let off = r.time.saturating_sub(now);
+    if off.saturating_abs() > WINDOW_MS {
+        return Err(AdminError::new(StatusCode::UNAUTHORIZED, "ERR_CLOCK", format!("the request's time is {off} ms from this server's clock (at most {WINDOW_MS}): check both clocks")));
     }
     let nonce = hex::decode(&r.nonce).ok().filter(|n| (16..=64).contains(&n.len())).ok_or_else(|| AdminError::decode("nonce: expected 32 to 128 hex characters"))?;
     admin.nonces.lock().unwrap_or_else(|e| e.into_inner()).admit(nonce, r.time, now)?;
@@ -303,6 +306,9 @@ async fn checked(admin: &Admin, op: &str, req: Request) -> Result<(RepoPath, Don
     }
     if revert && r.commits.is_empty() && r.sessions.is_empty() && r.user.is_none() {
         return Err(AdminError::decode("nothing selected: give sessions, a user or commits"));
+    }
+    if !r.commits.is_empty() && (!r.sessions.is_empty() || r.user.is_some()) {
+        return Err(AdminError::decode("give either commits or sessions and a user, not both"));
     }
     if r.commits.len() + r.sessions.len() > MAX_TARGETS {
         return Err(AdminError::new(StatusCode::PAYLOAD_TOO_LARGE, "ERR_QUOTA", "too many commits or sessions in one request"));

@@ -127,6 +127,9 @@ async fn run(cli: Cli) -> i32 {
     if common.user.as_deref().is_some_and(|u| u.trim().is_empty()) {
         return usage("--user: empty user id".into());
     }
+    if !common.commits.is_empty() && (!common.sessions.is_empty() || common.user.is_some()) {
+        return usage("give either --commit or --session/--user, not both".into());
+    }
     if op == "revert" && common.sessions.is_empty() && common.user.is_none() && common.commits.is_empty() {
         return usage("say what to revert: --session, --user or --commit".into());
     }

@@ -164,6 +164,10 @@ async fn an_operator_reverts_a_session_live_undoes_it_and_audits() {
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 3 + 2 + 1 + 2 + 2, "{out}");
     assert!(out.contains(&srv.root), "the reverts are signed by the root");
+    let (code, out, err) = cli(args("audit", srv.addr, &key, &["--limit", "1"])).await;
+    assert!(code == 0 && out.lines().count() == 1 && err.contains("more changes"), "{out} {err}");
+    let (code, _, err) = cli(args("audit", srv.addr, &key, &["--session", &vandal, "--commit", &ids[0].to_hex()])).await;
+    assert!(code == 2 && err.contains("not both"), "{err}");
     srv.stop().await;
 }
 
