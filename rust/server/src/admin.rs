@@ -238,11 +238,7 @@ impl Job {
         let everything = self.commits.is_empty() && sessions.is_empty();
         let keep = |c: &StoredCommit| c.timestamp >= since && c.timestamp <= until && (everything || sessions.contains(&c.session()));
         if self.revert {
-            let targets: Vec<CommitId> = if self.commits.is_empty() {
-                repo.audit(keep)?.into_iter().map(|e| e.id).collect()
-            } else {
-                self.commits
-            };
+            let targets: Vec<CommitId> = if self.commits.is_empty() { repo.audit(keep)?.into_iter().map(|e| e.id).collect() } else { self.commits };
             if targets.len() > MAX_TARGETS {
                 return Err(Error::Quota(format!("{} commits selected; at most {MAX_TARGETS} per revert (narrow with --since/--until)", targets.len())));
             }
@@ -278,7 +274,8 @@ fn hex_list<T>(what: &str, v: &[String], parse: impl Fn(&str) -> Option<T>) -> R
 /// Every check before the work (see the module's doc), then the job.
 async fn checked(admin: &Admin, op: &str, req: Request) -> Result<(RepoPath, Done), AdminError> {
     let sig = req.headers().get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let body = axum::body::to_bytes(req.into_body(), MAX_BODY).await.map_err(|_| AdminError::new(StatusCode::PAYLOAD_TOO_LARGE, "ERR_QUOTA", format!("the request body is larger than {MAX_BODY} bytes")))?;
+    let body =
+        axum::body::to_bytes(req.into_body(), MAX_BODY).await.map_err(|_| AdminError::new(StatusCode::PAYLOAD_TOO_LARGE, "ERR_QUOTA", format!("the request body is larger than {MAX_BODY} bytes")))?;
     let unsigned = |why: &str| AdminError::new(StatusCode::UNAUTHORIZED, "ERR_BAD_SIGNATURE", why.to_owned());
     let sig = sig.ok_or_else(|| unsigned("no x-ibex-signature header: admin requests are signed with the server's root key"))?;
     let sig: [u8; 64] = hex::decode(sig.trim()).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| unsigned("the x-ibex-signature header is not 128 hex characters"))?;

@@ -137,18 +137,7 @@ async fn run(cli: Cli) -> i32 {
         Ok(n) => n,
         Err(e) => return usage(e),
     };
-    let req = AdminRequest {
-        op: op.into(),
-        repo: common.repo,
-        sessions: common.sessions,
-        user: common.user,
-        commits: common.commits,
-        since,
-        until,
-        limit,
-        time: crate::state::now_ms(),
-        nonce: n,
-    };
+    let req = AdminRequest { op: op.into(), repo: common.repo, sessions: common.sessions, user: common.user, commits: common.commits, since, until, limit, time: crate::state::now_ms(), nonce: n };
     let body = serde_json::to_vec(&req).unwrap_or_default();
     let sig = sign(&key, &body);
     match post(&common.url, op, body, sig).await {
@@ -171,7 +160,14 @@ async fn run(cli: Cli) -> i32 {
             if r.items.len() > 20 {
                 items.push_str(", …");
             }
-            eprintln!("reverted {} commit(s) in {}: {} new commit(s), {} item(s) touched{}", r.targets, req.repo, r.commits.len(), r.items.len(), if items.is_empty() { String::new() } else { format!(": {items}") });
+            eprintln!(
+                "reverted {} commit(s) in {}: {} new commit(s), {} item(s) touched{}",
+                r.targets,
+                req.repo,
+                r.commits.len(),
+                r.items.len(),
+                if items.is_empty() { String::new() } else { format!(": {items}") }
+            );
             0
         }
         Err(Failed(m)) => {

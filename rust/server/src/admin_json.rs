@@ -61,7 +61,8 @@ pub fn value(v: &Value) -> Json {
 
 /// One audit line (without the newline).
 pub fn entry(e: &HistoryEntry, user: Option<&str>) -> String {
-    let changes: Vec<Json> = e.changes.iter().map(|c| json!({ "field": c.field, "before": c.before.as_ref().map_or(Json::Null, value), "after": c.after.as_ref().map_or(Json::Null, value) })).collect();
+    let changes: Vec<Json> =
+        e.changes.iter().map(|c| json!({ "field": c.field, "before": c.before.as_ref().map_or(Json::Null, value), "after": c.after.as_ref().map_or(Json::Null, value) })).collect();
     json!({
         "id": e.id.to_hex(),
         "key": &*e.key,
