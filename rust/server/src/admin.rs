@@ -332,6 +332,17 @@ async fn checked(admin: &Admin, op: &str, req: Request) -> Result<(RepoPath, Don
     Ok((path, done))
 }
 
+/// Logs a refusal (an unauthorized one as a warning: someone without the
+/// root key, or a replay) and answers it.
+fn refused(e: AdminError) -> Response {
+    if e.status == StatusCode::UNAUTHORIZED {
+        tracing::warn!(code = e.code, "refused an admin request: {}", e.message);
+    } else {
+        tracing::info!(code = e.code, "admin request failed: {}", e.message);
+    }
+    e.into_response()
+}
+
 async fn revert(State(admin): State<Arc<Admin>>, req: Request) -> Response {
     match checked(&admin, "revert", req).await {
         Ok((path, Done::Reverted { commits, items, targets })) => {
@@ -340,7 +351,7 @@ async fn revert(State(admin): State<Arc<Admin>>, req: Request) -> Response {
             ([("content-type", "application/json")], serde_json::to_string(&reply).unwrap_or_default()).into_response()
         }
         Ok(_) => AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, "ERR_STORAGE", "unexpected answer").into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => refused(e),
     }
 }
 
@@ -359,7 +370,7 @@ async fn audit(State(admin): State<Arc<Admin>>, req: Request) -> Response {
             res
         }
         Ok(_) => AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, "ERR_STORAGE", "unexpected answer").into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => refused(e),
     }
 }
 
