@@ -263,7 +263,9 @@ impl Database {
     pub fn heads(&mut self, repo: &str) -> Result<Vec<u8>> {
         let r = self.repo_mut(repo)?;
         let keys: Vec<Arc<str>> = r.shared_keys().cloned().collect();
-        let mut w = Writer::with_capacity(keys.len() * 64);
+        // Path, key, schema and a small value per head: sized so 100k heads
+        // are not copied again and again as the buffer grows.
+        let mut w = Writer::with_capacity(keys.len() * (repo.len() + 128));
         w.varint(keys.len() as u64);
         for k in &keys {
             w.str(repo);
