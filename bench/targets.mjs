@@ -75,6 +75,7 @@ export const TARGETS = [
   { id: "W4.rate", short: "apply", workload: "W4", measure: "commit per edit: apply rate", unit: "edits/s", spec: "BENCHMARKS.md W4", value: (r) => ((x) => (x ? x.edits / (x.applyMs / 1000) : undefined))(w4row(r, "ibex", "edit")), bounds: [{ cmp: ">=", limit: 10_000 }] },
   { id: "W4.bytes", short: "bytes", workload: "W4", measure: "commit per edit: bytes kept", unit: "bytes", spec: "BENCHMARKS.md W4", value: (r) => w4row(r, "ibex", "edit")?.bytes, bounds: [{ cmp: "<=", limit: 40 * MB }] },
   { id: "W4.reopen", short: "reopen", workload: "W4", measure: "commit per edit: reopen, median", unit: "ms", spec: "BENCHMARKS.md W4", value: (r) => med(w4row(r, "ibex", "edit")?.reopen), bounds: [{ cmp: "<=", limit: 50 }] },
+  { id: "W4.ratio", short: "20k edits", workload: "W4", measure: "Node: open an item of 20,000 one-character edits / of the same text written once", unit: "×", spec: "issue 15", value: (r) => r.w4ratio?.ratio, bounds: [{ cmp: "<=", limit: 1.5 }] },
   { id: "W4.memory", short: "memory", workload: "W4", measure: "commit per edit: memory after reopen", unit: "bytes", spec: "BENCHMARKS.md W4", value: (r) => ((x) => (x ? Math.max(0, x.memory) : undefined))(w4row(r, "ibex", "edit")), bounds: [{ cmp: "<=", limit: 50 * MB }] },
   { id: "W5.p50", short: "p50", workload: "W5", measure: "one edit browser A → server → browser B, p50", unit: "ms", spec: "BENCHMARKS.md W5", value: (r) => med(r.w5?.lat), bounds: [{ cmp: "<=", limit: 5 }] },
   {
@@ -223,6 +224,7 @@ export function show(unit, v) {
   if (unit === "bytes") return v < 1024 ? `${Math.round(v)} B` : mb(v);
   if (unit === "edits/s") return `${Math.round(v).toLocaleString("en")} edits/s`;
   if (unit === "bool") return v ? "yes" : "no";
+  if (unit === "×") return `${Number(v).toFixed(2)}×`;
   // "1 round trip", "2 round trips".
   return `${Number(v).toLocaleString("en")} ${v === 1 ? unit.replace(/s$/, "") : unit}`;
 }

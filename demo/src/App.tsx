@@ -3,10 +3,12 @@
 // Render counts are kept in `window.__renders` for the end-to-end tests.
 
 import type { Item, QueryOptions } from "@ibexdb/db";
-import { useDB, useDBReady, useItem, useQuery, useQueryCount, useQuerySelect, useSyncStatus } from "@ibexdb/react";
+import { useConflicts, useDB, useDBReady, useItem, useQuery, useQueryCount, useQuerySelect, useSyncStatus } from "@ibexdb/react";
 import { type KeyboardEvent, memo, useEffect, useRef, useState, useSyncExternalStore } from "react";
 
-import { History } from "./History";
+import { History, show, who } from "./History";
+import { Sessions } from "./Sessions";
+import { Timeline } from "./Timeline";
 import { Account } from "./Account";
 import { TODOS, Todo, type TodoFields } from "./schema";
 
@@ -79,6 +81,8 @@ export function App() {
       <footer className="info">
         <StatusBar />
         <Account />
+        <Timeline />
+        <Sessions />
         <p>Double-click to edit a todo · the clock beside a todo shows its history</p>
         <p>
           Built on <strong>Ibex</strong>, a local-first, Git-like database
@@ -132,6 +136,10 @@ function TodoList({ route }: { route: Route }) {
 const TodoRow = memo(function TodoRow({ path }: { path: string }) {
   window.__renders.rows[path] = (window.__renders.rows[path] ?? 0) + 1;
   const todo = useItem<TodoFields>(path);
+  // A title two people set at once: the value that lost, until someone
+  // writes the title again.
+  const conflicts = useConflicts(todo);
+  const db = useDB();
   const [editing, setEditing] = useState(false);
   const [draft, setDraft] = useState("");
   const [showHistory, setShowHistory] = useState(false);
@@ -174,6 +182,16 @@ const TodoRow = memo(function TodoRow({ path }: { path: string }) {
         >
           {todo.get("title")}
         </label>
+        {conflicts.map((c) => (
+          <span
+            key={c.field}
+            className="conflict"
+            data-testid="conflict-badge"
+            title={c.losers.map((l) => `${who(l, db.status.sessionId)} set ${c.field} to ${show(l.value)} at ${new Date(l.timestamp).toLocaleTimeString()}`).join("\n")}
+          >
+            also {c.losers.map((l) => show(l.value)).join(", ")}
+          </span>
+        ))}
         <button className="history-toggle" title="History" aria-label="Show history" onClick={() => setShowHistory(!showHistory)}>
           <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true">
             <circle cx="12" cy="12" r="9" fill="none" stroke="currentColor" strokeWidth="2" />

@@ -147,8 +147,8 @@ test("the history panel lists who changed what", async ({ app }) => {
   await items(app).nth(0).getByRole("button", { name: "Show history" }).click();
   const entries = items(app).nth(0).getByTestId("history-entry");
   await expect(entries).toHaveCount(3);
-  await expect(entries.nth(0)).toContainText("changed title");
-  await expect(entries.nth(1)).toContainText("changed completed");
+  await expect(entries.nth(0)).toContainText("title: “tracked” → “tracked, renamed”");
+  await expect(entries.nth(1)).toContainText("completed: false → true");
   await expect(entries.nth(2)).toContainText("this device");
   await expect(entries.nth(2)).toContainText("created it");
 });
@@ -174,9 +174,12 @@ test("toggling one of 200 todos re-renders only that row and the counter", async
 test("the screenshot for the README", async ({ app }, testInfo) => {
   await add(app, "Try Ibex", "Toggle me", "Double-click to edit", "Works offline");
   await items(app).nth(1).locator(".toggle").check();
+  await titles(app).nth(0).dblclick();
+  await items(app).nth(0).locator(".edit").fill("Try Ibex: history, restore, playback");
+  await items(app).nth(0).locator(".edit").press("Enter");
   await items(app).nth(0).hover();
   await items(app).nth(0).getByRole("button", { name: "Show history" }).click();
-  await expect(items(app).nth(0).getByTestId("history-entry")).toHaveCount(1);
+  await expect(items(app).nth(0).getByTestId("history-entry")).toHaveCount(2);
   await app.setViewportSize({ width: 900, height: 640 });
   const shot = await app.screenshot();
   await testInfo.attach("demo", { body: shot, contentType: "image/png" });

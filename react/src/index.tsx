@@ -3,7 +3,7 @@
 // snapshot that changes only when that hook's own data changes — so an edit
 // re-renders only the components that show it.
 
-import { type Fields, IbexDB, type Schema, type IbexOpenOptions, type Item, type Query, type QueryOptions, type Status, type User, queryKey } from "@ibexdb/db";
+import { type Conflict, type Fields, type HistoryEntry, IbexDB, type Schema, type IbexOpenOptions, type Item, type Playback, type Query, type QueryOptions, type Status, type User, queryKey } from "@ibexdb/db";
 import { type ReactNode, createContext, useCallback, useContext, useEffect, useMemo, useState, useSyncExternalStore } from "react";
 import { useSyncExternalStoreWithSelector } from "use-sync-external-store/with-selector";
 
@@ -61,7 +61,6 @@ export function IbexProvider(props: IbexProviderProps) {
       live = false;
     };
     // The database is identified by its name; other option changes need a new name.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [given, options?.name]);
   const current = given ?? db;
   if (!current && failed) {
@@ -165,7 +164,6 @@ function useSharedQuery<F extends Fields>(opts: QueryOptions<F>, deps: readonly 
   const db = useContextDB();
   // Throws ERR_CONFIG for a function without `deps` (see queryKey).
   const key = queryKey(opts as QueryOptions<any>, deps);
-  // eslint-disable-next-line react-hooks/exhaustive-deps
   const shared = useMemo(() => db.sharedQuery(opts, deps), [db, key]);
   const subscribe = useCallback(
     (cb: () => void) => {
@@ -223,4 +221,62 @@ export function useItem<F extends Fields = Fields>(pathOrItem: string | Item<F> 
   };
   useSyncExternalStore(subscribe, snapshot, snapshot);
   return path ? (schema ? db.item(path, schema) : db.item<F>(path)) : undefined;
+}
+
+/** Asks the engine again whenever the item gets a commit; `initial` until the
+ * first answer. Errors go to the console and keep the last answer. */
+function useItemAnswer<T>(item: Item<any> | undefined | null, ask: (item: Item<any>) => Promise<T>, initial: T, keyOf: (t: T) => string): T {
+  const db = useContextDB();
+  const [answer, setAnswer] = useState<T>(initial);
+  // The same answer again (most edits change no conflict) renders nothing.
+  const update = (a: T) => setAnswer((prev) => (keyOf(prev) === keyOf(a) ? prev : a));
+  const path = item?.path ?? null;
+  useEffect(() => {
+    if (!path) {
+      setAnswer(initial);
+      return;
+    }
+    let live = true;
+    let asked = 0;
+    const refresh = () => {
+      const it = db.item(path);
+      if (!it) return;
+      const n = ++asked;
+      ask(it).then(
+        (a) => live && n === asked && update(a),
+        (e) => console.error(`@ibexdb/react: could not read the history of ${path}`, e),
+      );
+    };
+    refresh();
+    // Every new commit, also one that left the value as it was (the
+    // concurrent write that lost is exactly what a conflict shows).
+    const stop = db.watchCommits(path, refresh);
+    return () => {
+      live = false;
+      stop();
+    };
+    // `ask` and `initial` are fixed per hook below.
+  }, [db, path]);
+  return answer;
+}
+
+const NO_CONFLICTS: readonly Conflict[] = Object.freeze([]);
+const NO_HISTORY: readonly HistoryEntry[] = Object.freeze([]);
+
+/** The item's unsettled conflicts (see `item.conflicts()`), kept current
+ * as the item changes: e.g. a badge showing the value that lost. */
+export function useConflicts(item: Item<any> | undefined | null): readonly Conflict[] {
+  return useItemAnswer(item, (it) => it.conflicts(), NO_CONFLICTS, (cs) => cs.map((c) => [c.field, c.winner.id, ...c.losers.map((l) => l.id)].join(":")).join("|"));
+}
+
+/** The item's history (see `item.history()`), kept current as it changes. */
+export function useHistory(item: Item<any> | undefined | null): readonly HistoryEntry[] {
+  return useItemAnswer(item, (it) => it.history(), NO_HISTORY, (h) => h.map((e) => e.id).join(","));
+}
+
+/** Re-renders on every move of a playback (step, seek, play, pause). */
+export function usePlayback(playback: Playback | null | undefined): number {
+  const subscribe = useCallback((cb: () => void) => (playback ? playback.subscribe(cb) : () => {}), [playback]);
+  const snapshot = () => (playback ? playback.position * 2 + (playback.playing ? 1 : 0) : -1);
+  return useSyncExternalStore(subscribe, snapshot, snapshot);
 }

@@ -8,7 +8,7 @@ import { act } from "react";
 import { type Root, createRoot } from "react-dom/client";
 import { afterEach, describe, expect, it, vi } from "vitest";
 
-import { IbexProvider, useDB, useDBReady, useItem, useQuery, useQueryObject } from "../src/index.js";
+import { IbexProvider, useConflicts, useDB, useDBReady, useHistory, useItem, usePlayback, useQuery, useQueryObject } from "../src/index.js";
 
 (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
 
@@ -193,5 +193,56 @@ describe("lifecycle", () => {
     expect(container.querySelector("#fb")).toBeNull();
     expect(container.querySelector("#child")).toBeNull();
     expect(seen).toEqual([expect.objectContaining({ code: "ERR_STORAGE" })]);
+  });
+});
+
+describe("history hooks", () => {
+  it("useHistory and useConflicts follow the item; usePlayback re-renders on every move", async () => {
+    const db = await IbexDB.open({ name: "hist", schemas: [Todo], storage: "memory", repos: ["/data/todos"] });
+    const from = Date.now() - 1;
+    const t = db.create("/data/todos", Todo, { text: "a" });
+    function Panel() {
+      const item = useItem<typeof Todo.fields>(t.path);
+      const history = useHistory(item);
+      const conflicts = useConflicts(item);
+      return (
+        <p id="h">
+          {history.map((e) => e.changes.map((c) => `${c.field}:${String(c.before)}>${String(c.after)}`).join(",")).join(" | ")}
+          {conflicts.length ? " CONFLICT" : ""}
+        </p>
+      );
+    }
+    await render(
+      <IbexProvider db={db}>
+        <Panel />
+      </IbexProvider>,
+    );
+    await until(() => expect(container.querySelector("#h")!.textContent).toBe("done:undefined>false,text:undefined>a"));
+    await act(async () => t.set("text", "b"));
+    await until(() => expect(container.querySelector("#h")!.textContent).toBe("done:undefined>false,text:undefined>a | text:a>b"));
+
+    const p = await db.playback({ repo: "/data/todos", from });
+    let renders = 0;
+    function Player() {
+      usePlayback(p);
+      renders++;
+      const rows = useQueryOf(p);
+      return <span id="p">{`${p.position}/${p.steps.length}:${rows}`}</span>;
+    }
+    function useQueryOf(pb: typeof p) {
+      const [q] = useState(() => pb.query({ source: "/data/todos", schema: Todo }));
+      return q.results.map((r) => r.get("text")).join(",");
+    }
+    await act(async () => root!.render(<IbexProvider db={db}><Player /></IbexProvider>));
+    expect(container.querySelector("#p")!.textContent).toBe("0/2:");
+    await act(async () => void p.step());
+    expect(container.querySelector("#p")!.textContent).toBe("1/2:a");
+    await act(async () => void p.step());
+    expect(container.querySelector("#p")!.textContent).toBe("2/2:b");
+    const before = renders;
+    await act(async () => void p.back());
+    expect(renders).toBeGreaterThan(before);
+    expect(container.querySelector("#p")!.textContent).toBe("1/2:a");
+    await db.close();
   });
 });

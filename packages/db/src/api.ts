@@ -7,7 +7,19 @@ export type { EngineStats, Phase, RepoStatus, Status } from "./main/status.js";
 export { queryKey, type SharedQuery } from "./main/shared_queries.js";
 export { IbexError, type ErrorCode, ENGINE_CODES, SDK_CODES } from "./wire/errors.js";
 export { Item } from "./main/item.js";
-export type { HistoryEntry, LoadReport, User } from "./wire/protocol.js";
+export type { LoadReport, User } from "./wire/protocol.js";
+export {
+  type At,
+  type ChangeFilter,
+  type Conflict,
+  type FieldChange,
+  type HistoryEntry,
+  PastView,
+  Playback,
+  type PlaybackStep,
+  type RevertOptions,
+  type Written,
+} from "./main/history.js";
 export { Query, type QueryOptions } from "./main/query.js";
 export {
   defineSchema,

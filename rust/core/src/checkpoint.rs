@@ -132,7 +132,7 @@ impl Table {
 /// An item as a checkpoint knows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SealedItem {
-    pub key: String,
+    pub key: std::sync::Arc<str>,
     pub leaves: Vec<CommitId>,
     /// The head's schema and where its `deleted ‖ fields` bytes are in the
     /// checkpoint (kept there, not decoded, until the item is used).
@@ -245,8 +245,10 @@ pub fn decode(buf: &[u8]) -> Result<Checkpoint> {
     let small = |v: u64, what: &str, r: &Reader| u32::try_from(v).map_err(|_| r.err(what));
     let m = r.count("items", 3)?;
     let mut items = Vec::with_capacity(m);
+    // Heads of a repository share a few namespaces: one string for each.
+    let mut last_ns: Option<std::sync::Arc<str>> = None;
     for _ in 0..m {
-        let key = r.str("item key")?.to_owned();
+        let key: std::sync::Arc<str> = r.str("item key")?.into();
         let k = r.count("leaves", 32)?;
         let mut leaves = Vec::with_capacity(k);
         for _ in 0..k {
@@ -255,7 +257,15 @@ pub fn decode(buf: &[u8]) -> Result<Checkpoint> {
         let head = match r.u8("head tag")? {
             0 => None,
             tag @ (1 | 2) => {
-                let ns = r.str("head namespace")?.to_owned();
+                let name = r.str("head namespace")?;
+                let ns = match &last_ns {
+                    Some(n) if **n == *name => n.clone(),
+                    _ => {
+                        let n: std::sync::Arc<str> = name.into();
+                        last_ns = Some(n.clone());
+                        n
+                    }
+                };
                 let version = small(r.varint("head version")?, "head version", &r)?;
                 let len = r.varint("head length")? as usize;
                 let at = r.offset();

@@ -99,6 +99,10 @@ pub enum Error {
     /// The other side stopped answering (heartbeat), or took too long.
     #[error("Timeout: {0}")]
     Timeout(String),
+
+    /// Something asked for by id (a commit in an item's history) is not here.
+    #[error("Not found: {0}")]
+    NotFound(String),
 }
 
 /// Declares [`Error::code`] and [`Error::CODES`] from one table, so the list
@@ -141,6 +145,7 @@ impl Error {
         Error::Clock(_) => "ERR_CLOCK",
         Error::Version(_) => "ERR_VERSION",
         Error::Timeout(_) => "ERR_TIMEOUT",
+        Error::NotFound(_) => "ERR_NOT_FOUND",
     }
 
     /// A decode error at `offset`.
@@ -188,6 +193,7 @@ mod tests {
             Error::Clock("c".into()),
             Error::Version("v".into()),
             Error::Timeout("t".into()),
+            Error::NotFound("n".into()),
         ];
         let mut codes: Vec<_> = all.iter().map(Error::code).collect();
         assert!(codes.iter().all(|c| c.starts_with("ERR_")));

@@ -38,10 +38,15 @@ use crate::log::{Corruption, Log, RecordMark};
 use crate::merge::{StarMerge, merge3};
 use crate::path::{RepoPath, check_key};
 use crate::schema::{Registry, SchemaId};
-use crate::signing::{SessionId, SessionKey};
+use crate::signing::SessionKey;
 use crate::storage::Storage;
 use crate::stored::StoredCommit;
 use crate::value::ItemData;
+
+mod branches;
+mod history;
+use branches::hides;
+pub use history::{At, Conflict, DELETED, FieldChange, HistoryEntry, Playback, Step, Written, field_changes};
 
 /// Longest delta chain this replica writes before writing a full value
 /// (one below what others accept). Chains also end once their deltas add up
@@ -67,19 +72,6 @@ pub struct Head {
     /// The schema version the value is expressed in (the newest known).
     pub schema: SchemaId,
     pub data: Arc<ItemData>,
-}
-
-/// One entry of an item's history.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HistoryEntry {
-    pub id: CommitId,
-    pub session: SessionId,
-    pub timestamp: i64,
-    pub parents: Vec<CommitId>,
-    pub schema: SchemaId,
-    /// Fields this commit changed relative to its parents' merged value;
-    /// `"$deleted"` stands for the soft-delete flag.
-    pub changed: Vec<String>,
 }
 
 /// What [`Repository::insert`] did with a commit.
@@ -206,11 +198,43 @@ impl Sealed {
     }
 }
 
+/// The sort of commit orders: commits ranked by a tuple. Every closure
+/// given to `sort_by_key` compiles the sort again (W9: sorting was a sixth
+/// of the WASM module), so orders are expressed as ranks instead.
+fn sort_ranked(v: &mut [(i64, u32, CommitId)]) {
+    v.sort_unstable();
+}
+
+impl Repository {
+    /// Drops from memory the checkpointed commits read since `before` (a
+    /// copy of the hot bitset): they are in the log, and read again when
+    /// needed. Heads computed meanwhile stay (they are values, not commits).
+    fn reseal(&mut self, before: &[u64]) {
+        for (w, (now, was)) in self.sealed.hot.iter_mut().zip(before).enumerate() {
+            let mut fresh = *now & !*was;
+            while fresh != 0 {
+                let bit = fresh.trailing_zeros() as usize;
+                fresh &= fresh - 1;
+                let i = w * 64 + bit;
+                let id = CommitId(*self.sealed.table.id(&self.ckpt_buf, i));
+                self.nodes.remove(&id);
+                self.cold += 1;
+            }
+            *now = *was;
+        }
+        *self.vcache.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
 /// The checkpoint's storage and what was written since the last one.
 struct CheckpointState {
     storage: Box<dyn Storage>,
     commits: usize,
     bytes: u64,
+    /// The storage holds a checkpoint of everything up to the last
+    /// `commits`/`bytes` (false until one is written after a rebuild or
+    /// attach): with nothing new, writing it again is skipped.
+    current: bool,
 }
 
 /// Bounds on the commits that wait for unknown parents.
@@ -348,7 +372,7 @@ impl Repository {
                         repo.load(&tail, &scan, &mut report);
                         report.commits = repo.commit_count();
                         report.checkpoint = CheckpointUse::Used { tail: scan.records.len() };
-                        repo.checkpoint = Some(CheckpointState { storage: checkpoint, commits: scan.records.len(), bytes: 0 });
+                        repo.checkpoint = Some(CheckpointState { storage: checkpoint, commits: scan.records.len(), bytes: 0, current: true });
                         return Ok((repo, report));
                     }
                     Err(log) => return Self::rebuild(path, registry, log, checkpoint, Some("it is stale: the log does not hold what it covers".into())),
@@ -362,7 +386,7 @@ impl Repository {
     /// Opens by scanning the log, then writes a new checkpoint.
     fn rebuild(path: RepoPath, registry: Arc<Registry>, log: Box<dyn Storage>, checkpoint: Box<dyn Storage>, why: Option<String>) -> Result<(Self, LoadReport)> {
         let (mut repo, mut report) = Self::open(path, registry, log)?;
-        repo.checkpoint = Some(CheckpointState { storage: checkpoint, commits: 0, bytes: 0 });
+        repo.checkpoint = Some(CheckpointState { storage: checkpoint, commits: 0, bytes: 0, current: false });
         report.checkpoint = match why {
             Some(why) => CheckpointUse::Rebuilt(why),
             None if report.commits == 0 => CheckpointUse::Created,
@@ -378,15 +402,28 @@ impl Repository {
         repo.cold = ck.commits.len();
         repo.sealed = Sealed { hot: vec![0; ck.commits.len().div_ceil(64)], table: ck.commits };
         repo.items.reserve(ck.items.len());
+        // The registry's answer for the last namespace seen (items of a
+        // repository share a few): two map lookups by string per item
+        // were a tenth of opening 100k items.
+        let mut last: Option<(SchemaId, bool, SchemaId)> = None;
         for it in ck.items {
-            // A head in an older version than the app knows now is
-            // recomputed (upgraded) when used, not taken as it was.
-            let head = it.head.filter(|(schema, _, _)| repo.registry.latest(&schema.ns).is_none_or(|l| l.version <= schema.version));
-            let head = head.map(|(schema, range, folded)| {
-                let schema = repo.registry.intern(&schema.ns).map_or_else(|| schema.clone(), |ns| SchemaId { ns, version: schema.version });
-                (schema, range, folded)
+            let head = it.head.and_then(|(schema, range, folded)| {
+                let (keep, shared) = match &last {
+                    Some((s, keep, shared)) if *s == schema => (*keep, shared.clone()),
+                    _ => {
+                        // A head in an older version than the app knows now is
+                        // recomputed (upgraded) when used, not taken as it was;
+                        // one in a newer version (an app rolled back) is
+                        // recomputed from what this replica sees (branches.rs).
+                        let keep = repo.registry.latest(&schema.ns).is_none_or(|l| l.version == schema.version);
+                        let shared = repo.registry.intern(&schema.ns).map_or_else(|| schema.clone(), |ns| SchemaId { ns, version: schema.version });
+                        last = Some((schema.clone(), keep, shared.clone()));
+                        (keep, shared)
+                    }
+                };
+                keep.then_some((shared, range, folded))
             });
-            repo.items.insert(Arc::from(it.key), ItemState { leaves: it.leaves, sealed_head: head, ..Default::default() });
+            repo.items.insert(it.key, ItemState { leaves: it.leaves, sealed_head: head, ..Default::default() });
         }
         repo.ckpt_buf = bytes;
         repo
@@ -441,8 +478,13 @@ impl Repository {
     /// Writes a checkpoint of everything durable now (over the previous
     /// one). Needs the log flushed; computes every item's head first.
     pub fn write_checkpoint(&mut self) -> Result<()> {
-        if self.checkpoint.is_none() {
-            return Ok(());
+        match &self.checkpoint {
+            None => return Ok(()),
+            // Nothing since the one on storage (a database closed without
+            // writes): rewriting it would cost a file write and an fsync
+            // that grow with the history, for nothing.
+            Some(ck) if ck.current && ck.commits == 0 && ck.bytes == 0 => return Ok(()),
+            Some(_) => {}
         }
         let Some(log) = &self.log else { return Ok(()) };
         if !log.is_synced() {
@@ -494,6 +536,7 @@ impl Repository {
         ck.storage.flush()?;
         ck.commits = 0;
         ck.bytes = 0;
+        ck.current = true;
         Ok(())
     }
 
@@ -535,7 +578,7 @@ impl Repository {
     /// `write_checkpoint` or flush on (whatever the storage held is replaced).
     pub fn attach_checkpoint(&mut self, storage: Box<dyn Storage>) {
         if self.checkpoint.is_none() {
-            self.checkpoint = Some(CheckpointState { storage, commits: self.nodes.len(), bytes: 0 });
+            self.checkpoint = Some(CheckpointState { storage, commits: self.nodes.len(), bytes: 0, current: false });
         }
     }
 
@@ -632,6 +675,12 @@ impl Repository {
     /// Every item key, in no particular order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.items.keys().map(|k| &**k)
+    }
+
+    /// The item keys as shared strings (cloning one costs a reference
+    /// count, not a copy: listing 100k keys allocated 100k strings).
+    pub fn shared_keys(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.items.keys()
     }
 
     pub fn contains_commit(&self, id: &CommitId) -> bool {
@@ -750,16 +799,19 @@ impl Repository {
     /// Every integrated commit held in memory, parents before children (by
     /// generation); call [`Repository::unseal`] first for all of them.
     pub fn commits_in_order(&self) -> Vec<&StoredCommit> {
-        let mut v: Vec<&Node> = self.nodes.values().collect();
-        v.sort_by_key(|n| (n.generation, n.commit.id));
-        v.into_iter().map(|n| &n.commit).collect()
+        let mut ranked: Vec<(i64, u32, CommitId)> = self.nodes.values().map(|n| (i64::from(n.generation), 0, n.commit.id)).collect();
+        sort_ranked(&mut ranked);
+        ranked.iter().map(|(_, _, id)| &self.nodes[id].commit).collect()
     }
 
     /// Sorts integrated commit ids parents first (by generation), dropping
     /// ids this replica does not hold.
     pub fn parents_first(&self, ids: &mut Vec<CommitId>) {
         ids.retain(|id| self.is_integrated(id));
-        ids.sort_by_key(|id| (self.generation(id), *id));
+        let mut ranked: Vec<(i64, u32, CommitId)> = ids.iter().map(|id| (i64::from(self.generation(id)), 0, *id)).collect();
+        sort_ranked(&mut ranked);
+        ids.clear();
+        ids.extend(ranked.into_iter().map(|(_, _, id)| id));
         ids.dedup();
     }
 
@@ -965,7 +1017,12 @@ impl Repository {
         item.leaves.insert(pos, id);
         let last = pos + 1 == item.leaves.len();
         let latest = self.registry.latest(&schema.ns).is_none_or(|l| l.version <= schema.version);
-        if item.leaves.len() == 1 {
+        let registry = &self.registry;
+        if item.leaves.iter().any(|l| hides(registry, &nodes[l].commit.schema)) {
+            // A commit in a schema version newer than this replica knows is
+            // not part of the value it shows (branches.rs): recomputed on read.
+            (item.head, item.star, item.folded) = (None, None, false);
+        } else if item.leaves.len() == 1 {
             // A linear history (the common case) knows its new head already.
             item.star = None;
             item.head = value.filter(|_| latest).map(|v| Arc::new(Head { schema, data: v }));
@@ -1176,6 +1233,14 @@ impl Repository {
             self.unseal().ok()?;
         }
         let item = self.items.get(key)?;
+        if item.leaves.iter().any(|l| self.nodes.get(l).is_some_and(|n| hides(&self.registry, &n.commit.schema))) {
+            let visible = self.visible_leaves(key).ok()?;
+            let head = Arc::new(self.merge_heads(&visible).ok()?.0);
+            let item = self.items.get_mut(key).expect("present");
+            (item.head, item.star, item.folded) = (Some(head.clone()), None, false);
+            return Some(head);
+        }
+        let item = self.items.get(key)?;
         if let Some(star) = self.star_of(&item.leaves) {
             let head = Arc::new(Head { schema: star.schema.clone(), data: star.merge.value() });
             let item = self.items.get_mut(key).expect("present");
@@ -1215,7 +1280,7 @@ impl Repository {
         let schema = c.schema.clone();
         let mut ps = c.parents();
         let (Some(base), None) = (ps.next(), ps.next()) else { return None };
-        if self.registry.latest(&schema.ns).is_some_and(|l| l.version > schema.version) {
+        if self.registry.latest(&schema.ns).is_some_and(|l| l.version != schema.version) {
             return None;
         }
         for l in leaves {
@@ -1257,7 +1322,7 @@ impl Repository {
         {
             let c = &node.commit;
             if let Some(bytes) = c.full_value_bytes()
-                && self.registry.latest(&c.schema.ns).is_none_or(|l| l.version <= c.schema.version)
+                && self.registry.latest(&c.schema.ns).is_none_or(|l| l.version == c.schema.version)
             {
                 w.str(&c.schema.ns);
                 w.varint(c.schema.version.into());
@@ -1285,7 +1350,7 @@ impl Repository {
             }
         }
         let mut all = ids.to_vec();
-        all.sort_by_key(|l| (self.nodes[l].commit.timestamp, *l));
+        self.by_time(&mut all);
         let newest = &self.nodes[all.last().expect("an item has at least one leaf")].commit.schema;
         // Merge in the newest schema version among the leaves of that
         // namespace; leaves of another namespace (two writers used the same
@@ -1320,18 +1385,35 @@ impl Repository {
         self.write_body(key, schema, data, session, now, true)
     }
 
-    fn write_body(&mut self, key: &str, schema: &SchemaId, mut data: ItemData, session: &SessionKey, now: i64, full: bool) -> Result<Option<CommitId>> {
+    fn write_body(&mut self, key: &str, schema: &SchemaId, data: ItemData, session: &SessionKey, now: i64, full: bool) -> Result<Option<CommitId>> {
+        let def = self.registry.get(schema).ok_or_else(|| Error::UnknownSchema(schema.to_string()))?.clone();
+        self.write_checked(key, schema, data, session, now, full, Some(&def))
+    }
+
+    /// Writes a value made from the item's own history (a revert, a
+    /// restored version): validated against its schema when this replica
+    /// knows it, written as it is when not (a server knows no app schemas).
+    pub(crate) fn write_trusted(&mut self, key: &str, schema: &SchemaId, data: ItemData, session: &SessionKey, now: i64) -> Result<Option<CommitId>> {
+        let def = self.registry.get(schema).cloned();
+        self.write_checked(key, schema, data, session, now, false, def.as_deref())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_checked(&mut self, key: &str, schema: &SchemaId, mut data: ItemData, session: &SessionKey, now: i64, full: bool, def: Option<&crate::schema::Schema>) -> Result<Option<CommitId>> {
         check_key(key)?;
         // The new commit lists the leaves as parents: read them if they are
         // still only in the checkpoint.
         self.warm_item(key)?;
-        let def = self.registry.get(schema).ok_or_else(|| Error::UnknownSchema(schema.to_string()))?.clone();
         data.normalize();
-        def.validate(&data)?;
+        if let Some(def) = def {
+            def.validate(&data)?;
+        }
         if self.base_for_write(key, schema)? == data && self.head(key).is_some_and(|h| h.schema == *schema) {
             return Ok(None);
         }
-        let mut parents = self.leaves(key);
+        // A replica writes on what it sees: commits in a newer version of
+        // the schema than it knows stay out of its parents (branches.rs).
+        let mut parents = self.visible_leaves(key)?;
         let max_parent_ts = parents.iter().map(|p| self.nodes[p].commit.timestamp).max();
         let timestamp = max_parent_ts.map_or(now, |t| now.max(t.saturating_add(1)));
         let body = if full { Body::Full(Arc::new(data.clone())) } else { self.choose_body(&parents, schema, &data)? };
@@ -1343,7 +1425,7 @@ impl Repository {
         // Already validated above.
         self.insert_stored_inner(StoredCommit::from_signed(&signed), false, 0, 0, None)?;
         let item = self.items.get_mut(key).expect("just written");
-        if item.leaves.len() == 1 && self.registry.latest(&def.ns).is_none_or(|l| l.version <= def.version) {
+        if item.leaves.len() == 1 && self.registry.latest(&signed.commit.schema.ns).is_none_or(|l| l.version <= signed.commit.schema.version) {
             item.head = Some(Arc::new(Head { schema: signed.commit.schema, data: Arc::new(data) }));
             item.folded = true;
         }
@@ -1401,58 +1483,5 @@ impl Repository {
             }
         }
         Ok(Body::Full(Arc::new(data.clone())))
-    }
-
-    /// The history of an item, oldest first (parents before children).
-    /// Reads the whole history from the log if it is still only in the
-    /// checkpoint (history is on demand: opening does not load it).
-    pub fn history(&mut self, key: &str) -> Result<Vec<HistoryEntry>> {
-        if !self.items.contains_key(key) {
-            return Ok(Vec::new());
-        }
-        self.unseal()?;
-        let Some(item) = self.items.get(key) else { return Ok(Vec::new()) };
-        // Every ancestor of the current leaves.
-        let mut ids: Vec<CommitId> = item.leaves.clone();
-        let mut seen: HashSet<CommitId> = ids.iter().copied().collect();
-        let mut i = 0;
-        while i < ids.len() {
-            for p in self.nodes[&ids[i]].commit.parents() {
-                if seen.insert(p) {
-                    ids.push(p);
-                }
-            }
-            i += 1;
-        }
-        ids.sort_by_key(|id| {
-            let n = &self.nodes[id];
-            (n.generation, n.commit.timestamp, *id)
-        });
-        ids.iter().map(|id| self.history_entry(id)).collect()
-    }
-
-    fn history_entry(&self, id: &CommitId) -> Result<HistoryEntry> {
-        let c = &self.nodes[id].commit;
-        let parents: Vec<CommitId> = c.parents().collect();
-        let changed = match (c.body()?, parents.as_slice()) {
-            // A delta on its only parent lists exactly what it changed.
-            (Body::Delta { changes, .. }, [_]) => {
-                let mut f: Vec<String> = changes.iter().map(|ch| ch.field().unwrap_or("$deleted").to_owned()).collect();
-                f.dedup();
-                f
-            }
-            _ => {
-                let latest = self.registry.latest(&c.schema.ns).map_or(c.schema.version, |s| s.version).max(c.schema.version);
-                let before = if parents.is_empty() {
-                    ItemData::default()
-                } else {
-                    let (h, _) = self.merge_heads(&parents)?;
-                    self.registry.upgrade((*h.data).clone(), &h.schema, latest).0
-                };
-                let after = self.value_at(id, latest)?;
-                change::diff(&before, &after).iter().map(|ch| ch.field().unwrap_or("$deleted").to_owned()).collect()
-            }
-        };
-        Ok(HistoryEntry { id: *id, session: c.session(), timestamp: c.timestamp, parents, schema: c.schema.clone(), changed })
     }
 }

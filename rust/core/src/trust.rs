@@ -233,6 +233,11 @@ impl Trust {
     }
 
     /// Number of certificates known.
+    /// Sessions certified for `user` that this replica knows.
+    pub fn sessions_of(&self, user: &str) -> Vec<SessionId> {
+        self.certs.iter().filter(|(_, e)| e.cert.owner.as_deref() == Some(user)).map(|(s, _)| *s).collect()
+    }
+
     pub fn certificate_count(&self) -> usize {
         self.certs.len()
     }

@@ -322,3 +322,55 @@ fn a_checkpointed_head_never_outlives_a_newer_commit() {
     ];
     run(&steps).unwrap();
 }
+
+/// Storage that counts writes (appends and truncations).
+struct Counting(MemStorage, std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Storage for Counting {
+    fn len(&mut self) -> ibex_core::Result<u64> {
+        self.0.len()
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> ibex_core::Result<usize> {
+        self.0.read_at(offset, buf)
+    }
+    fn append(&mut self, data: &[u8]) -> ibex_core::Result<()> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.append(data)
+    }
+    fn flush(&mut self) -> ibex_core::Result<()> {
+        self.0.flush()
+    }
+    fn truncate(&mut self, len: u64) -> ibex_core::Result<()> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.truncate(len)
+    }
+}
+
+#[test]
+fn closing_without_new_commits_does_not_rewrite_the_checkpoint() {
+    let (disk, _) = store_with_history();
+    let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let open = || Repository::open_checkpointed(repo_path(), registry_v2(), Box::new(disk.log.clone()), Box::new(Counting(disk.ckpt.clone(), writes.clone()))).unwrap();
+    // A tail after the checkpoint: closing writes a new one.
+    let (mut r, report) = open();
+    assert!(matches!(report.checkpoint, CheckpointUse::Used { tail: 1 }));
+    r.write_checkpoint().unwrap();
+    let after_tail = writes.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(after_tail > 0);
+    // Now current: reading, history questions and closing write nothing.
+    let (mut r, report) = open();
+    assert!(matches!(report.checkpoint, CheckpointUse::Used { tail: 0 }), "{:?}", report.checkpoint);
+    state(&mut r);
+    r.history("item1").unwrap();
+    r.write_checkpoint().unwrap();
+    assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), after_tail, "nothing new, nothing rewritten");
+    // A new commit makes it stale again.
+    let mut w = Replica::with_registry(7, registry_v2());
+    edit(&mut w, 9, 0, 1);
+    for c in w.commits() {
+        r.insert(c).unwrap();
+    }
+    r.flush().unwrap();
+    r.write_checkpoint().unwrap();
+    assert!(writes.load(std::sync::atomic::Ordering::SeqCst) > after_tail);
+}

@@ -187,13 +187,23 @@ fn s08_schema_upgrade_in_the_middle_of_a_merge() {
         assert!(!h.data.fields.contains_key("title"));
     }
     assert_eq!(b.state(), c.state());
-    // The old app sees that the item moved to a version it does not know,
-    // and refuses to write it rather than lose the new version's data.
+    // Schema branches (repository/branches.rs): the old app keeps its
+    // branch — v2's commits are stored but hidden from it — and keeps
+    // writing with v1; the new app sees those writes, upgraded.
     a.receive(&b.commits());
-    assert_eq!(a.head("k").unwrap().schema, v2());
-    let e = a.repo.update("k", &v1(), &[put("count", Value::Num(2.0))], &a.key.clone(), a.clock + 10).unwrap_err();
-    assert_eq!(e.code(), "ERR_SCHEMA");
-    assert!(e.to_string().contains("all@2"), "{e}");
+    let h = a.head("k").unwrap();
+    assert_eq!(h.schema, v1(), "the old app never gets a value it cannot read");
+    assert_eq!(h.data.fields.get("title"), Some(&Value::Str("oat milk".into())));
+    assert!(!h.data.fields.contains_key("prio"));
+    a.update("k", &v1(), &[put("count", Value::Num(2.0))]).expect("the old app keeps writing");
+    b.receive(&a.commits());
+    let h = b.head("k").unwrap();
+    assert_eq!(h.schema, v2());
+    assert_eq!(h.data.fields.get("count"), Some(&Value::Num(2.0)), "v2 sees v1's later write");
+    assert_eq!(h.data.fields.get("prio"), Some(&Value::Num(5.0)), "and keeps its own");
+    assert_eq!(h.data.fields.get("name"), Some(&Value::Str("oat milk".into())));
+    let h = a.head("k").unwrap();
+    assert!(!h.data.fields.contains_key("prio") && h.schema == v1(), "one way: v1 still does not see v2");
 }
 
 #[test]

@@ -12,6 +12,9 @@
 //! The binary (`main.rs`) parses flags; tests start the same server
 //! in-process with [`start`].
 
+pub mod admin;
+pub mod admin_cli;
+pub mod admin_json;
 pub mod config;
 pub mod conn;
 pub mod error;
@@ -273,7 +276,7 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         let root = std::fs::canonicalize(dir)?;
         app = app.fallback(move |req: Request<Body>| static_files::serve(root.clone(), req));
     }
-    let app = app.with_state(shared.clone());
+    let app = app.with_state(shared.clone()).merge(admin::router(shared.clone()));
     let accept = tokio::spawn(accept_loop(listener, app, shared.clone()));
     let root_hex = root.id().to_hex();
     tracing::info!(%addr, data = %config.data.display(), root = %root_hex, "ibex-server listening");

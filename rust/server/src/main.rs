@@ -11,7 +11,7 @@ use clap::Parser;
 
 /// Ibex sync server: serves the app, relays and stores commits.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, after_help = "Operator commands against a running server: `ibex-server revert --help`, `ibex-server audit --help`.")]
 struct Args {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -132,6 +132,10 @@ fn raise_fd_limit() {
 
 #[tokio::main]
 async fn main() {
+    // `ibex-server revert|audit …`: the operator's commands (admin_cli.rs).
+    if let Some(code) = ibex_server::admin_cli::run_if_command().await {
+        std::process::exit(code);
+    }
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
     let args = Args::parse();
     if let Some(Cmd::Import { data, store }) = &args.command {

@@ -83,6 +83,12 @@ pub enum RepoMsg {
         user: String,
         reply: oneshot::Sender<Option<String>>,
     },
+    /// Operator work (`admin.rs`): in order with clients' frames; the
+    /// commits it writes are relayed like theirs and durable before the reply.
+    Admin {
+        job: crate::admin::Job,
+        reply: oneshot::Sender<Result<crate::admin::Done, Error>>,
+    },
     Ping {
         reply: oneshot::Sender<()>,
     },
@@ -617,6 +623,9 @@ impl Actor {
                 });
                 let _ = reply.send(email);
             }
+            RepoMsg::Admin { job, reply } => {
+                let _ = reply.send(self.admin(job));
+            }
             RepoMsg::Ping { reply } => {
                 let _ = reply.send(());
             }
@@ -1051,6 +1060,26 @@ impl Actor {
         }
         self.shared.durable_certs().insert(cert.session);
         Ok(())
+    }
+
+    fn admin(&mut self, job: crate::admin::Job) -> Result<crate::admin::Done, Error> {
+        if !self.ensure_open() {
+            return Err(self.open_error.as_ref().map_or_else(|| Error::Storage("unavailable".into()), |(e, _)| e.clone()));
+        }
+        let shared = self.shared.clone();
+        let repo = self.repo.as_mut().expect("open");
+        let done = tokio::task::block_in_place(|| job.run(repo, &shared));
+        // Whatever was written (all of it, or some before an error) is
+        // relayed and flushed.
+        let root = Endpoint::new(0, crate::outq::OutQueue::new(0, shared.metrics.clone()), shared.root.id(), true);
+        self.after_change(None, &root, &Default::default());
+        if self.dirty_since.is_some() {
+            self.flush();
+            if self.flush_failed.is_some() {
+                return Err(Error::Storage("the new commits could not be written durably yet (retried every 500 ms)".into()));
+            }
+        }
+        done
     }
 
     fn adopt(&mut self, commits: Vec<Vec<u8>>) {

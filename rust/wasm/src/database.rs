@@ -15,9 +15,12 @@ use ibex_core::log::{KIND_COMMIT, Log};
 use ibex_core::sync::frame::Frame;
 use ibex_core::sync::{ClientSession, Event as SyncEvent, RepoStore};
 use ibex_core::trust::{SESSIONS, register_schemas};
-use ibex_core::{CommitId, Error, HistoryEntry, LoadReport, Registry, RepoPath, Repository, Result, Rules, Schema, SessionId, SessionKey, Storage, StoredCommit, Trust};
+use ibex_core::{CommitId, Error, LoadReport, Registry, RepoPath, Repository, Result, Rules, Schema, SessionId, SessionKey, Storage, StoredCommit, Trust};
 
 use crate::batch::{Outcome, decode_mutations, encode_outcomes};
+
+mod history;
+pub use history::Filter;
 
 /// Something the connection reported, for the JavaScript side.
 #[derive(Debug, Clone, PartialEq)]
@@ -259,8 +262,10 @@ impl Database {
     /// Every head of an open repository (`heads` in `batch.rs`).
     pub fn heads(&mut self, repo: &str) -> Result<Vec<u8>> {
         let r = self.repo_mut(repo)?;
-        let keys: Vec<Arc<str>> = r.keys().map(Arc::from).collect();
-        let mut w = Writer::with_capacity(keys.len() * 64);
+        let keys: Vec<Arc<str>> = r.shared_keys().cloned().collect();
+        // Path, key, schema and a small value per head: sized so 100k heads
+        // are not copied again and again as the buffer grows.
+        let mut w = Writer::with_capacity(keys.len() * (repo.len() + 128));
         w.varint(keys.len() as u64);
         for k in &keys {
             w.str(repo);
@@ -411,10 +416,6 @@ impl Database {
     pub fn checkpoint(&mut self) -> Result<()> {
         self.flush()?;
         self.repos.0.values_mut().try_for_each(Repository::write_checkpoint)
-    }
-
-    pub fn history(&mut self, repo: &str, key: &str) -> Result<Vec<HistoryEntry>> {
-        self.repo_mut(repo)?.history(key)
     }
 
     /// Flushes and forgets a repository.

@@ -8,7 +8,7 @@ use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use web_sys::FileSystemSyncAccessHandle;
 
-use crate::database::{Database, Event};
+use crate::database::{Database, Event, Filter};
 use crate::error::{js_error, to_js};
 use crate::js_storage::{JsStorage, LogBackend};
 use crate::opfs_storage::OpfsStorage;
@@ -179,21 +179,61 @@ impl Engine {
         self.db.receive(repo, commit).map_err(|e| to_js(&e))
     }
 
-    /// An item's history: `[{id, session, timestamp, parents, schema, changed}]`.
-    pub fn history(&mut self, repo: &str, key: &str) -> Result<Array, JsValue> {
-        let entries = self.db.history(repo, key).map_err(|e| to_js(&e))?;
-        let out = Array::new();
-        for h in entries {
-            let o = Object::new();
-            set(&o, "id", h.id.to_hex());
-            set(&o, "session", h.session.to_hex());
-            set(&o, "timestamp", h.timestamp as f64);
-            set(&o, "parents", h.parents.iter().map(|p| JsValue::from_str(&p.to_hex())).collect::<Array>());
-            set(&o, "schema", h.schema.to_string());
-            set(&o, "changed", h.changed.iter().map(|f| JsValue::from_str(f)).collect::<Array>());
-            out.push(&o);
-        }
-        Ok(out)
+    /// An item's history, oldest first (`entries` in `database/history.rs`).
+    pub fn history(&mut self, repo: &str, key: &str) -> Result<Vec<u8>, JsValue> {
+        self.db.history(repo, key).map_err(|e| to_js(&e))
+    }
+
+    /// The item at a time (ms) or right after a commit (hex id): `heads`
+    /// with zero or one head.
+    #[wasm_bindgen(js_name = itemAt)]
+    pub fn item_at(&mut self, repo: &str, key: &str, time: Option<f64>, commit: Option<String>) -> Result<Vec<u8>, JsValue> {
+        self.db.item_at(repo, key, time.map(|t| t as i64), commit.as_deref()).map_err(|e| to_js(&e))
+    }
+
+    /// Every item of a repository at a time (`heads`).
+    #[wasm_bindgen(js_name = snapshotAt)]
+    pub fn snapshot_at(&mut self, repo: &str, time: f64) -> Result<Vec<u8>, JsValue> {
+        self.db.snapshot_at(repo, time as i64).map_err(|e| to_js(&e))
+    }
+
+    /// `{start, heads, steps}`: the repository at `from`, then each step's
+    /// head and its time and commit, up to `to`.
+    pub fn playback(&mut self, repo: &str, from: f64, to: f64) -> Result<JsValue, JsValue> {
+        let (start, heads, steps) = self.db.playback(repo, from as i64, to as i64).map_err(|e| to_js(&e))?;
+        let o = Object::new();
+        set(&o, "start", js_sys::Uint8Array::from(start.as_slice()));
+        set(&o, "heads", js_sys::Uint8Array::from(heads.as_slice()));
+        set(&o, "steps", js_sys::Uint8Array::from(steps.as_slice()));
+        Ok(o.into())
+    }
+
+    /// The conflicts of an item (`conflicts`).
+    pub fn conflicts(&mut self, repo: &str, key: &str) -> Result<Vec<u8>, JsValue> {
+        self.db.conflicts(repo, key).map_err(|e| to_js(&e))
+    }
+
+    /// Changes across a repository (`entries`), filtered by sessions (hex),
+    /// user id and time range (ms, inclusive).
+    pub fn audit(&mut self, repo: &str, sessions: Vec<String>, user: Option<String>, since: Option<f64>, until: Option<f64>) -> Result<Vec<u8>, JsValue> {
+        let f = Filter { sessions, user, since: since.map(|t| t as i64), until: until.map(|t| t as i64) };
+        self.db.audit(repo, &f).map_err(|e| to_js(&e))
+    }
+
+    /// Reverts `commits` (hex ids) or, when empty, every commit matching
+    /// the filter, as new commits; returns their ids.
+    #[allow(clippy::too_many_arguments)]
+    pub fn revert(&mut self, repo: &str, commits: Vec<String>, sessions: Vec<String>, user: Option<String>, since: Option<f64>, until: Option<f64>, now: f64) -> Result<Vec<String>, JsValue> {
+        let f = Filter { sessions, user, since: since.map(|t| t as i64), until: until.map(|t| t as i64) };
+        let ids = self.db.revert(repo, &commits, &f, now as i64).map_err(|e| to_js(&e))?;
+        Ok(ids.iter().map(|i| i.to_hex()).collect())
+    }
+
+    /// Writes an item's value at `commit` as a new commit; its id, or
+    /// `undefined` when that is the current value.
+    pub fn restore(&mut self, repo: &str, key: &str, commit: &str, now: f64) -> Result<Option<String>, JsValue> {
+        let id = self.db.restore(repo, key, commit, now as i64).map_err(|e| to_js(&e))?;
+        Ok(id.map(|i| i.to_hex()))
     }
 
     /// The connection to the server opened (`now`: ms since the epoch).

@@ -5,6 +5,7 @@
 
 import { IbexError, toIbexError } from "../wire/errors.js";
 import type { FromEngine, LoadReport, Recipient, ToEngine } from "../wire/protocol.js";
+import type { HistoryRequest } from "../wire/history.js";
 import type { StorageProvider } from "./storage.js";
 import { type SocketFactory, type SocketLike, SyncClient } from "./sync_client.js";
 import type { EngineEvent, EngineFactory, WasmEngine } from "./wasm_engine.js";
@@ -318,7 +319,15 @@ export class EngineHost {
         break;
       case "history":
         try {
-          this.send({ t: "done", id: msg.id, value: engine.history(msg.repo, msg.key) });
+          const value = this.history(engine, msg.req);
+          if (msg.req.op === "revert" || msg.req.op === "restore") {
+            // New commits: heads first (the caller's promise resolves on an
+            // updated mirror), then to the server and the disk like writes.
+            this.sendChanged();
+            this.sync?.kick();
+            this.scheduleFlush();
+          }
+          this.send({ t: "done", id: msg.id, value });
         } catch (e) {
           this.fail(msg.id, e);
         }
@@ -362,6 +371,32 @@ export class EngineHost {
           this.fail(msg.id, e);
         }
         break;
+    }
+  }
+
+  /** Answers one history request (wire/history.ts). */
+  private history(engine: WasmEngine, req: HistoryRequest): unknown {
+    switch (req.op) {
+      case "history":
+        return engine.history(req.repo, req.key);
+      case "itemAt":
+        return engine.itemAt(req.repo, req.key, req.time, req.commit);
+      case "snapshotAt":
+        return engine.snapshotAt(req.repo, req.time);
+      case "playback":
+        return engine.playback(req.repo, req.from, req.to);
+      case "conflicts":
+        return engine.conflicts(req.repo, req.key);
+      case "audit": {
+        const f = req.filter;
+        return engine.audit(req.repo, f.sessions, f.user, f.since, f.until);
+      }
+      case "revert": {
+        const f = req.filter;
+        return engine.revert(req.repo, req.commits, f.sessions, f.user, f.since, f.until, Date.now());
+      }
+      case "restore":
+        return engine.restore(req.repo, req.key, req.commit, Date.now());
     }
   }
 }

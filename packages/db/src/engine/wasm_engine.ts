@@ -19,7 +19,15 @@ export interface WasmEngine {
   flush(): void;
   /** Flushes, then writes every open repository's checkpoint. */
   checkpoint(): void;
-  history(repo: string, key: string): unknown[];
+  /** History (rust/wasm/src/database/history.rs for the bytes). */
+  history(repo: string, key: string): Uint8Array;
+  itemAt(repo: string, key: string, time?: number | null, commit?: string | null): Uint8Array;
+  snapshotAt(repo: string, time: number): Uint8Array;
+  playback(repo: string, from: number, to: number): any;
+  conflicts(repo: string, key: string): Uint8Array;
+  audit(repo: string, sessions: string[], user: string | null | undefined, since: number | null | undefined, until: number | null | undefined): Uint8Array;
+  revert(repo: string, commits: string[], sessions: string[], user: string | null | undefined, since: number | null | undefined, until: number | null | undefined, now: number): string[];
+  restore(repo: string, key: string, commit: string, now: number): string | undefined;
   export(repo: string): Uint8Array;
   syncConnected(now: number): void;
   syncDisconnected(): void;

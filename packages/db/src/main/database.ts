@@ -8,7 +8,9 @@
 
 import { type Head, HeadReader, readOutcomes, writeSchemas } from "../wire/codec.js";
 import { IbexError, toIbexError } from "../wire/errors.js";
-import type { EngineChannel, FromEngine, HistoryEntry, LoadReport, User } from "../wire/protocol.js";
+import type { HistoryRequest } from "../wire/history.js";
+import type { EngineChannel, FromEngine, LoadReport, User } from "../wire/protocol.js";
+import { type At, type ChangeFilter, type Conflict, History, type HistoryEntry, type Playback, type RevertOptions } from "./history.js";
 import type { ItemHost } from "./internal.js";
 import type { Item } from "./item.js";
 import { Live } from "./live.js";
@@ -91,6 +93,7 @@ export class Database {
   private readonly mirror: Mirror;
   private readonly outbox: Outbox;
   private readonly shared = new SharedQueries();
+  private readonly past: History;
   private repoStatus = new Map<string, RepoStatus>();
   private opening = new Map<string, Promise<void>>();
   private schemaBytes: Uint8Array | null = null;
@@ -120,9 +123,30 @@ export class Database {
       },
       enqueue: (item, changes) => this.outbox.enqueue(item, changes),
       itemChanged: (item) => this.live.itemChanged(item),
+      itemTouched: (item) => this.live.itemTouched(item),
       itemGone: (item) => this.mirror.remove(item),
       history: (path) => this.history(path),
+      itemAt: (path, at) => {
+        const { repo, key } = splitItemPath(path);
+        return this.past.itemAt(repo, key, at);
+      },
+      revertItem: (path, commit) => {
+        const { repo, key } = splitItemPath(path);
+        return this.past.restore(repo, key, commit);
+      },
+      conflicts: (path) => {
+        const { repo, key } = splitItemPath(path);
+        return this.past.conflicts(repo, key);
+      },
     };
+    this.past = new History({
+      schemas: opts.schemas,
+      ask: async (repo: string, req: HistoryRequest) => {
+        await this.open(repo);
+        await this.outbox.flush();
+        return this.requests.send({ t: "history", req });
+      },
+    });
     this.mirror = new Mirror(opts.schemas, host);
     this.outbox = new Outbox({
       post: (m) => channel.post(m),
@@ -340,6 +364,12 @@ export class Database {
   /** A live query (see `QueryOptions`). Starts loading its repository. */
   query<F extends Fields>(opts: QueryOptions<F>): Query<F> {
     this.assertOpen();
+    if (opts.at !== undefined) {
+      // The repository as it was: a read-only snapshot beside the live one.
+      if (typeof opts.source !== "string") throw new IbexError("ERR_CONFIG", "a query `at` a time reads a repository path, not another query");
+      checkRepoPath(opts.source);
+      return this.past.queryAt(opts, opts.at);
+    }
     const q = new Query<F>(this.live, opts);
     const repo = q.repo;
     checkRepoPath(repo);
@@ -348,6 +378,13 @@ export class Database {
     if (typeof opts.source === "string") q.insertMany(this.mirror.values(repo) as Iterable<Item<F>>);
     else q.insertMany(opts.source.results as Item<F>[]);
     return q;
+  }
+
+  /** Calls `listener` whenever the item at `path` gets a new commit, here
+   * or from elsewhere — also one that leaves its value as it was (a
+   * concurrent write that lost): what its history and conflicts follow. */
+  watchCommits(path: string, listener: () => void): () => void {
+    return this.live.watchCommits(path, listener);
   }
 
   /** Calls `listener` whenever the item at `path` changes — including when
@@ -371,12 +408,48 @@ export class Database {
     return this.live.size;
   }
 
-  /** Who changed what, when (from the signed commit graph). */
+  /** Who changed what, when, with each field before → after (from the
+   * signed commit graph, read from the log on demand). */
   async history(path: string): Promise<HistoryEntry[]> {
     const { repo, key } = splitItemPath(path);
-    await this.open(repo);
-    await this.outbox.flush();
-    return (await this.requests.send({ t: "history", repo, key })) as HistoryEntry[];
+    return this.past.entries(repo, key);
+  }
+
+  /** Changes across a repository's items, oldest first, each with its
+   * verified signer — by session, user and time range: an audit log. */
+  audit(filter: ChangeFilter): Promise<HistoryEntry[]> {
+    checkRepoPath(filter.repo);
+    return this.past.audit(filter);
+  }
+
+  /** Removes a session's (or user's, or exactly these commits') changes
+   * from every item they touched, keeping everyone else's later edits
+   * (three-way, like `git revert`), as new commits that sync like any
+   * edit. Resolves with the new commits' ids: revert those
+   * (`{ repo, commits }`) to undo the revert. */
+  revert(opts: RevertOptions): Promise<string[]> {
+    checkRepoPath(opts.repo);
+    return this.past.revert(opts);
+  }
+
+  /** Replays a repository's commits between two times into a read-only
+   * view: `playback.query(...)` is a live query over it; `step()`,
+   * `seek()`, `play({ speed })` move it. */
+  playback(opts: { repo: string; from?: number | Date; to?: number | Date }): Promise<Playback> {
+    checkRepoPath(opts.repo);
+    return this.past.playback(opts.repo, opts.from ?? Number.MIN_SAFE_INTEGER, opts.to ?? Number.MAX_SAFE_INTEGER);
+  }
+
+  /** The item at `path` as it was at a time or commit (read-only). */
+  async itemAt<F extends Fields = Fields>(path: string, at: At): Promise<Item<F> | undefined> {
+    const { repo, key } = splitItemPath(path);
+    return this.past.itemAt<F>(repo, key, at);
+  }
+
+  /** Fields of the item at `path` whose concurrent values a merge decided. */
+  conflicts(path: string): Promise<Conflict[]> {
+    const { repo, key } = splitItemPath(path);
+    return this.past.conflicts(repo, key);
   }
 
   /** What the engine holds in memory: its WebAssembly linear memory, where

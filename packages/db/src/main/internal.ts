@@ -3,7 +3,7 @@
 // is part of the public API (`IbexDB` does not have them).
 
 import type { Change } from "../wire/codec.js";
-import type { HistoryEntry } from "../wire/protocol.js";
+import type { At, Conflict, HistoryEntry } from "./history.js";
 import type { Item } from "./item.js";
 import type { Query } from "./query.js";
 
@@ -14,9 +14,17 @@ export interface ItemHost {
   enqueue(item: Item<any>, changes: Change[]): void;
   /** An item's value changed (written here, or arriving from the engine). */
   itemChanged(item: Item<any>): void;
+  /** The engine reported a new commit of the item that left its value as
+   * it was (a concurrent write that lost, a merge): its history changed. */
+  itemTouched(item: Item<any>): void;
   /** A locally created item whose creation failed is gone again. */
   itemGone(item: Item<any>): void;
   history(path: string): Promise<HistoryEntry[]>;
+  /** The item as it was (read-only), or undefined before it existed. */
+  itemAt(path: string, at: At): Promise<Item<any> | undefined>;
+  /** Writes the item's value at `commit` as a new commit. */
+  revertItem(path: string, commit: string): Promise<string | undefined>;
+  conflicts(path: string): Promise<Conflict[]>;
 }
 
 export interface QueryHost {

@@ -6,6 +6,7 @@
 // (`base`), so a write the engine refuses is undone exactly.
 
 import { type Change, type Scalar, fieldsEnd } from "../wire/codec.js";
+import type { At, Conflict, HistoryEntry } from "./history.js";
 import type { ItemHost } from "./internal.js";
 import {
   type FieldValue,
@@ -89,7 +90,7 @@ export class Item<F extends Fields = Fields> {
    * load does not pay for values nobody reads). */
   private vals: Vals | null = null;
   private src: Uint8Array | null = null;
-  private at = 0;
+  private srcAt = 0;
   private flags = 0;
   private local: Local | null = null;
   private pathStr: string | undefined = undefined;
@@ -111,7 +112,7 @@ export class Item<F extends Fields = Fields> {
 
   private values(): Vals {
     if (this.vals) return this.vals;
-    const v = this.src ? this.lay.decode(this.src, this.at) : this.lay.empty();
+    const v = this.src ? this.lay.decode(this.src, this.srcAt) : this.lay.empty();
     this.vals = v;
     this.src = null;
     return v;
@@ -238,9 +239,32 @@ export class Item<F extends Fields = Fields> {
     return out as ItemData<F>;
   }
 
-  /** Commits the changes of who/when on the engine: see `db.history()`. */
-  history() {
+  /** Every commit of this item, oldest first: who (verified session and
+   * user), when, and each changed field before → after. Read from the log
+   * on demand. */
+  history(): Promise<HistoryEntry[]> {
     return this.db.history(this.path);
+  }
+
+  /** The item as it was at a time (Date or ms) or right after a commit
+   * (its id from `history()`): a read-only Item (writes throw
+   * ERR_FORBIDDEN), or undefined if it did not exist yet. */
+  at(at: At): Promise<Item<F> | undefined> {
+    return this.db.itemAt(this.path, at) as Promise<Item<F> | undefined>;
+  }
+
+  /** Restores this item's value as of `commit` (an id from `history()`)
+   * by writing it as a new commit, which syncs like any edit; history is
+   * never rewritten. Resolves with the new commit's id (undefined if the
+   * value already is that). */
+  revert(commit: string): Promise<string | undefined> {
+    return this.db.revertItem(this.path, commit);
+  }
+
+  /** Fields whose concurrent values a merge decided and nobody has written
+   * since: the value shown and the ones that lost, with who and when. */
+  conflicts(): Promise<Conflict[]> {
+    return this.db.conflicts(this.path);
   }
 
   private changesFor(field: string, value: unknown): Change[] {
@@ -437,21 +461,25 @@ export class Item<F extends Fields = Fields> {
         this.lay = lay;
         this.vals = null;
         this.src = bytes;
-        this.at = at;
+        this.srcAt = at;
         this.setDeleted(deleted);
         this.revision++;
         return;
       }
       // Never decoded: compare bytes, not values.
       const undecoded = this.vals === null && this.src !== null;
-      if (undecoded && lay === this.lay && deleted === this.isDeleted && sameFields(this.src!, this.at, bytes, at)) return;
+      if (undecoded && lay === this.lay && deleted === this.isDeleted && sameFields(this.src!, this.srcAt, bytes, at)) {
+        this.db.itemTouched(this);
+        return;
+      }
       const before = this.vals === null ? null : this.signature();
       this.lay = lay;
       this.vals = null;
       this.src = bytes;
-      this.at = at;
+      this.srcAt = at;
       this.setDeleted(deleted);
       if (before === null || this.signature() !== before) this.changed();
+      else this.db.itemTouched(this);
       return;
     }
     const before = notify ? this.signature() : "";
@@ -466,6 +494,8 @@ export class Item<F extends Fields = Fields> {
       this.revision++;
     } else if (this.signature() !== before) {
       this.changed();
+    } else {
+      this.db.itemTouched(this);
     }
   }
 
@@ -483,6 +513,16 @@ export class Item<F extends Fields = Fields> {
     this.db.itemChanged(this);
     const listeners = this.local?.listeners;
     if (listeners) for (const l of [...listeners]) l();
+  }
+
+  /** @internal a read-only view of the past moved to before this item
+   * existed: queries drop it, reading it shows no values. */
+  vanish(): void {
+    if (this.gone) return;
+    this.flags = (this.flags | GONE) & ~EXISTS;
+    this.vals = this.lay.empty();
+    this.src = null;
+    this.changed();
   }
 
   /** @internal values for a new item (defaults filled in), committed. */

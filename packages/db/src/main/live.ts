@@ -56,6 +56,30 @@ export class Live implements QueryHost {
   itemChanged(item: Item<any>): void {
     for (const q of this.queries) if (q.repo === item.repo && typeof q.options.source === "string") q.update(item);
     if (this.watchers.size) this.notifyWatchers(item);
+    if (this.commitWatchers.size) this.itemTouched(item);
+  }
+
+  private commitWatchers = new Map<string, Set<() => void>>();
+
+  /** Calls `listener` on every new commit of the item at `path`, whether or
+   * not its value changed. */
+  watchCommits(path: string, listener: () => void): () => void {
+    let set = this.commitWatchers.get(path);
+    if (!set) {
+      set = new Set();
+      this.commitWatchers.set(path, set);
+    }
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.commitWatchers.delete(path);
+    };
+  }
+
+  /** A new commit of an item (its value may be unchanged). */
+  itemTouched(item: Item<any>): void {
+    const ws = this.commitWatchers.get(item.path);
+    if (ws) for (const w of [...ws]) w();
   }
 
   /** A slice of a loading repository reached the mirror: each live query

@@ -21,6 +21,10 @@ export interface QueryOptions<F extends Fields> {
   limit?: number;
   /** Include soft-deleted items (default false). */
   includeDeleted?: boolean;
+  /** Evaluate over the repository as it was at this time (Date or ms): a
+   * read-only snapshot, `loading` until it is read; live queries are not
+   * disturbed. */
+  at?: number | Date;
 }
 
 function compareField(a: unknown, b: unknown): number {

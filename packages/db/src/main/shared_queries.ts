@@ -35,6 +35,7 @@ export function queryKey(opts: QueryOptions<any>, deps: readonly unknown[] | und
     opts.descending ?? false,
     opts.limit ?? null,
     opts.includeDeleted ?? false,
+    opts.at === undefined ? null : opts.at instanceof Date ? opts.at.getTime() : opts.at,
     deps ?? [],
   ]);
 }

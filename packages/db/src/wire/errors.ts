@@ -36,6 +36,7 @@ export const ENGINE_CODES = [
   "ERR_CLOCK",
   "ERR_VERSION",
   "ERR_TIMEOUT",
+  "ERR_NOT_FOUND",
   // The server's own (rust/server/src/error.rs).
   "ERR_TOO_SLOW",
   "ERR_UNAVAILABLE",

@@ -3,6 +3,8 @@
 // Payloads that scale with data are bytes (see codec.ts); everything else
 // is small structured-clone objects.
 
+import type { HistoryRequest } from "./history.js";
+
 export interface LoadReport {
   commits: number;
   items: number;
@@ -13,15 +15,6 @@ export interface LoadReport {
   /** How opening used the checkpoint beside the log: "used (N records after
    * it)", "created", "rebuilt: <why it could not be trusted>", or "none". */
   checkpoint: string;
-}
-
-export interface HistoryEntry {
-  id: string;
-  session: string;
-  timestamp: number;
-  parents: string[];
-  schema: string;
-  changed: string[];
 }
 
 /** The user a session belongs to. */
@@ -37,7 +30,8 @@ export type ToEngine =
   | { t: "mutate"; seq: number; batch: Uint8Array }
   | { t: "flush"; id: number }
   | { t: "stats"; id: number }
-  | { t: "history"; id: number; repo: string; key: string }
+  /** History questions and reverts (wire/history.ts). */
+  | { t: "history"; id: number; req: HistoryRequest }
   | { t: "export"; id: number; repo: string }
   | { t: "import"; id: number; repo: string; image: Uint8Array }
   | { t: "close"; id: number }
