@@ -100,7 +100,7 @@ describe("history of one item", () => {
     a.set("done", true);
     await db.flush();
     const p = await db.playback({ repo: "/data/todos", from });
-    const open = p.query({ source: "/data/todos", where: (t) => !t.get("done"), sortBy: "text" });
+    const open = p.query({ source: "/data/todos", schema: Task, where: (t) => !t.get("done"), sortBy: "text" });
     const texts = () => open.results.map((t) => t.get("text"));
     expect(p.steps).toHaveLength(3);
     expect(texts()).toEqual([]);
