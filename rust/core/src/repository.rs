@@ -205,26 +205,6 @@ fn sort_ranked(v: &mut [(i64, u32, CommitId)]) {
     v.sort_unstable();
 }
 
-impl Repository {
-    /// Drops from memory the checkpointed commits read since `before` (a
-    /// copy of the hot bitset): they are in the log, and read again when
-    /// needed. Heads computed meanwhile stay (they are values, not commits).
-    fn reseal(&mut self, before: &[u64]) {
-        for (w, (now, was)) in self.sealed.hot.iter_mut().zip(before).enumerate() {
-            let mut fresh = *now & !*was;
-            while fresh != 0 {
-                let bit = fresh.trailing_zeros() as usize;
-                fresh &= fresh - 1;
-                let i = w * 64 + bit;
-                let id = CommitId(*self.sealed.table.id(&self.ckpt_buf, i));
-                self.nodes.remove(&id);
-                self.cold += 1;
-            }
-            *now = *was;
-        }
-        *self.vcache.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-}
 
 /// The checkpoint's storage and what was written since the last one.
 struct CheckpointState {

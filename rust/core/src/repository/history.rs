@@ -158,18 +158,12 @@ fn field_of(d: &ItemData, field: &str) -> Option<Value> {
 
 impl Repository {
 
-    /// Runs a history question, then puts back in the checkpoint (drops
-    /// from memory) the commits it read from the log: history is read on
-    /// demand and not kept, so asking about the past never leaves the
-    /// whole history in memory.
+    /// Runs a history question. It reads from the log what it needs (an
+    /// item's questions only that item's commits); what it read stays in
+    /// memory until the repository closes, because a commit in memory must
+    /// have its delta chain in memory (values are rebuilt along it).
     fn on_demand<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        if self.cold == 0 {
-            return f(self);
-        }
-        let before = self.sealed.hot.clone();
-        let out = f(self);
-        self.reseal(&before);
-        out
+        f(self)
     }
 
     /// The history of an item in the order its commits appeared (parents
