@@ -40,16 +40,7 @@ export class Live implements QueryHost {
 
   /** Calls `listener` whenever the item at `path` changes (or appears). */
   watch(path: string, listener: () => void): () => void {
-    let set = this.watchers.get(path);
-    if (!set) {
-      set = new Set();
-      this.watchers.set(path, set);
-    }
-    set.add(listener);
-    return () => {
-      set.delete(listener);
-      if (set.size === 0) this.watchers.delete(path);
-    };
+    return listen(this.watchers, path, listener);
   }
 
   /** An item's value changed: re-evaluate it in every live query. */
@@ -64,16 +55,7 @@ export class Live implements QueryHost {
   /** Calls `listener` on every new commit of the item at `path`, whether or
    * not its value changed. */
   watchCommits(path: string, listener: () => void): () => void {
-    let set = this.commitWatchers.get(path);
-    if (!set) {
-      set = new Set();
-      this.commitWatchers.set(path, set);
-    }
-    set.add(listener);
-    return () => {
-      set.delete(listener);
-      if (set.size === 0) this.commitWatchers.delete(path);
-    };
+    return listen(this.commitWatchers, path, listener);
   }
 
   /** A new commit of an item (its value may be unchanged). */
@@ -95,4 +77,19 @@ export class Live implements QueryHost {
     const watchers = this.watchers.get(item.path);
     if (watchers) for (const w of [...watchers]) w();
   }
+}
+
+/** Adds `listener` to the set at `path`; returns its removal (the set goes
+ * when empty). */
+function listen(map: Map<string, Set<() => void>>, path: string, listener: () => void): () => void {
+  let set = map.get(path);
+  if (!set) {
+    set = new Set();
+    map.set(path, set);
+  }
+  set.add(listener);
+  return () => {
+    set.delete(listener);
+    if (set.size === 0) map.delete(path);
+  };
 }
