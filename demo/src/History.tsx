@@ -43,7 +43,7 @@ function Change({ entry }: { entry: HistoryEntry }) {
 
 export function History({ item }: { item: Item<TodoFields> }) {
   const db = useDB();
-  const entries = useHistory(item);
+  const entries = useHistory(item, { limit: 100 });
   const [error, setError] = useState<string | null>(null);
   const me = db.status.sessionId;
   if (error) return <div className="history">History unavailable: {error}</div>;

@@ -225,7 +225,7 @@ export function useItem<F extends Fields = Fields>(pathOrItem: string | Item<F> 
 
 /** Asks the engine again whenever the item gets a commit; `initial` until the
  * first answer. Errors go to the console and keep the last answer. */
-function useItemAnswer<T>(item: Item<any> | undefined | null, ask: (item: Item<any>) => Promise<T>, initial: T, keyOf: (t: T) => string): T {
+function useItemAnswer<T>(item: Item<any> | undefined | null, ask: (item: Item<any>) => Promise<T>, initial: T, keyOf: (t: T) => string, askKey = ""): T {
   const db = useContextDB();
   const [answer, setAnswer] = useState<T>(initial);
   // The same answer again (most edits change no conflict) renders nothing.
@@ -255,8 +255,8 @@ function useItemAnswer<T>(item: Item<any> | undefined | null, ask: (item: Item<a
       live = false;
       stop();
     };
-    // `ask` and `initial` are fixed per hook below.
-  }, [db, path]);
+    // `ask` and `initial` are fixed per hook below, up to `askKey`.
+  }, [db, path, askKey]);
   return answer;
 }
 
@@ -269,9 +269,12 @@ export function useConflicts(item: Item<any> | undefined | null): readonly Confl
   return useItemAnswer(item, (it) => it.conflicts(), NO_CONFLICTS, (cs) => cs.map((c) => [c.field, c.winner.id, ...c.losers.map((l) => l.id)].join(":")).join("|"));
 }
 
-/** The item's history (see `item.history()`), kept current as it changes. */
-export function useHistory(item: Item<any> | undefined | null): readonly HistoryEntry[] {
-  return useItemAnswer(item, (it) => it.history(), NO_HISTORY, (h) => h.map((e) => e.id).join(","));
+/** The item's history (see `item.history()`), kept current as it changes.
+ * `{ limit }` keeps only the newest entries (a long history costs its
+ * page, not its length). */
+export function useHistory(item: Item<any> | undefined | null, opts?: { limit?: number }): readonly HistoryEntry[] {
+  const limit = opts?.limit;
+  return useItemAnswer(item, (it) => it.history(limit === undefined ? undefined : { limit }), NO_HISTORY, (h) => h.map((e) => e.id).join(","), String(limit));
 }
 
 /** Re-renders on every move of a playback (step, seek, play, pause). */

@@ -14,6 +14,8 @@ export {
   type Conflict,
   type FieldChange,
   type HistoryEntry,
+  type HistoryOptions,
+  type HistoryPage,
   PastView,
   Playback,
   type PlaybackStep,

@@ -46,6 +46,35 @@ describe("history of one item", () => {
     expect(h[2]!.changes).toEqual([{ field: "$deleted", before: false, after: true }]);
   });
 
+  it("reads a long history a page at a time, newest first by pages", async () => {
+    const db = await local();
+    const t = db.create("/data/todos", Task, { text: "v0" });
+    for (let i = 1; i < 120; i++) {
+      await null; // one commit per edit
+      t.set("text", `v${i}`);
+    }
+    await db.flush();
+    const all = await t.history();
+    expect(all).toHaveLength(120);
+    const newest = await db.historyPage(t.path, { limit: 10 });
+    expect(newest.total).toBe(120);
+    expect(newest.entries).toEqual(all.slice(110));
+    expect(newest.entries[9]!.changes).toEqual([{ field: "text", before: "v118", after: "v119" }]);
+    // Chained by the first entry of each page, the pages are the history.
+    const pages: (typeof all)[] = [];
+    let before: string | undefined;
+    for (;;) {
+      const page = await t.history({ limit: 50, ...(before ? { before } : {}) });
+      if (page.length === 0) break;
+      pages.unshift(page);
+      before = page[0]!.id;
+    }
+    expect(pages.map((p) => p.length)).toEqual([20, 50, 50]);
+    expect(pages.flat()).toEqual(all);
+    await expect(t.history({ limit: -1 })).rejects.toMatchObject({ code: "ERR_VALIDATION" });
+    await expect(t.history({ limit: 5, before: "00".repeat(32) })).rejects.toMatchObject({ code: "ERR_NOT_FOUND" });
+  });
+
   it("item.at gives a read-only item at a commit or a time; revert restores it as a new commit", async () => {
     const db = await local();
     const t = db.create("/data/todos", Task, { text: "one", prio: 1 });

@@ -40,7 +40,7 @@ pub use change::Change;
 pub use commit::{Body, Commit, CommitId, SignedCommit};
 pub use error::{Error, Result};
 pub use path::{ItemPath, RepoPath};
-pub use repository::{At, CheckpointUse, Conflict, FieldChange, Head, HistoryEntry, Playback, Written, Inserted, LoadReport, Owner, PendingLimits, Repository, SetDigest};
+pub use repository::{At, CheckpointUse, Conflict, FieldChange, Head, HistoryEntry, Inserted, LoadReport, Owner, PendingLimits, Playback, Repository, SetDigest, Written};
 pub use rules::{Access, Principal, Rules};
 pub use schema::{FieldDef, FieldType, Registry, Schema, SchemaId, UpgradeStep};
 pub use signing::{SessionId, SessionKey};

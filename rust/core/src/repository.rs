@@ -205,7 +205,6 @@ fn sort_ranked(v: &mut [(i64, u32, CommitId)]) {
     v.sort_unstable();
 }
 
-
 /// The checkpoint's storage and what was written since the last one.
 struct CheckpointState {
     storage: Box<dyn Storage>,

@@ -146,6 +146,42 @@ fn reverting_text_removes_only_that_sessions_characters() {
 }
 
 #[test]
+fn a_long_history_is_read_a_page_at_a_time() {
+    // A text written a character at a time: each entry carries the whole
+    // text before and after, so the history is read in pages.
+    let mut a = Replica::new(1);
+    let mut body = String::new();
+    for i in 0..1_500 {
+        body.push(char::from(b'a' + (i % 26) as u8));
+        a.update("k", &v1(), &[put("body", Value::Text(body.clone()))]);
+    }
+    let all = a.repo.history("k").unwrap();
+    assert_eq!(all.len(), 1_500);
+    let (newest, total) = a.repo.history_page("k", None, 10).unwrap();
+    assert_eq!(total, 1_500);
+    assert_eq!(newest, all[1_490..].to_vec(), "the newest page is the history's tail");
+    // Pages chained by their first entry cover the history exactly once.
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let (page, _) = a.repo.history_page("k", before, 400).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        before = Some(page[0].id);
+        pages.push(page);
+    }
+    assert_eq!(pages.len(), 4);
+    let joined: Vec<HistoryEntry> = pages.into_iter().rev().flatten().collect();
+    assert_eq!(joined, all);
+    let last = &all[1_499].changes[0];
+    assert_eq!((last.before.as_ref(), last.after.as_ref()), (Some(&Value::Text(body[..1_499].into())), Some(&Value::Text(body.clone()))));
+    assert_eq!(a.repo.history_page("k", None, 0).unwrap(), (vec![], 1_500));
+    let other = a.update("j", &v1(), &[put("title", str_("x"))]).unwrap();
+    assert_eq!(a.repo.history_page("k", Some(other), 5).unwrap_err().code(), "ERR_NOT_FOUND");
+}
+
+#[test]
 fn a_lost_concurrent_value_is_a_conflict_until_the_field_is_written_again() {
     let (mut a, mut b) = forked();
     a.update("k", &v1(), &[put("title", str_("from a"))]);

@@ -179,9 +179,11 @@ impl Engine {
         self.db.receive(repo, commit).map_err(|e| to_js(&e))
     }
 
-    /// An item's history, oldest first (`entries` in `database/history.rs`).
-    pub fn history(&mut self, repo: &str, key: &str) -> Result<Vec<u8>, JsValue> {
-        self.db.history(repo, key).map_err(|e| to_js(&e))
+    /// A page of an item's history, oldest first (`page` in
+    /// `database/history.rs`): the `limit` entries before commit `before`
+    /// (hex; the newest when absent), all when `limit` is absent.
+    pub fn history(&mut self, repo: &str, key: &str, before: Option<String>, limit: Option<u32>) -> Result<Vec<u8>, JsValue> {
+        self.db.history(repo, key, before.as_deref(), limit).map_err(|e| to_js(&e))
     }
 
     /// The item at a time (ms) or right after a commit (hex id): `heads`

@@ -378,7 +378,7 @@ export class EngineHost {
   private history(engine: WasmEngine, req: HistoryRequest): unknown {
     switch (req.op) {
       case "history":
-        return engine.history(req.repo, req.key);
+        return engine.history(req.repo, req.key, req.before, req.limit);
       case "itemAt":
         return engine.itemAt(req.repo, req.key, req.time, req.commit);
       case "snapshotAt":

@@ -20,7 +20,7 @@ export interface WasmEngine {
   /** Flushes, then writes every open repository's checkpoint. */
   checkpoint(): void;
   /** History (rust/wasm/src/database/history.rs for the bytes). */
-  history(repo: string, key: string): Uint8Array;
+  history(repo: string, key: string, before?: string, limit?: number): Uint8Array;
   itemAt(repo: string, key: string, time?: number | null, commit?: string | null): Uint8Array;
   snapshotAt(repo: string, time: number): Uint8Array;
   playback(repo: string, from: number, to: number): any;

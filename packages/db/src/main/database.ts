@@ -10,7 +10,7 @@ import { type Head, HeadReader, readOutcomes, writeSchemas } from "../wire/codec
 import { IbexError, toIbexError } from "../wire/errors.js";
 import type { HistoryRequest } from "../wire/history.js";
 import type { EngineChannel, FromEngine, LoadReport, User } from "../wire/protocol.js";
-import { type At, type ChangeFilter, type Conflict, History, type HistoryEntry, type Playback, type RevertOptions } from "./history.js";
+import { type At, type ChangeFilter, type Conflict, History, type HistoryEntry, type HistoryOptions, type HistoryPage, type Playback, type RevertOptions } from "./history.js";
 import type { ItemHost } from "./internal.js";
 import type { Item } from "./item.js";
 import { Live } from "./live.js";
@@ -125,7 +125,7 @@ export class Database {
       itemChanged: (item) => this.live.itemChanged(item),
       itemTouched: (item) => this.live.itemTouched(item),
       itemGone: (item) => this.mirror.remove(item),
-      history: (path) => this.history(path),
+      history: (path, opts) => this.history(path, opts),
       itemAt: (path, at) => {
         const { repo, key } = splitItemPath(path);
         return this.past.itemAt(repo, key, at);
@@ -409,10 +409,17 @@ export class Database {
   }
 
   /** Who changed what, when, with each field before → after (from the
-   * signed commit graph, read from the log on demand). */
-  async history(path: string): Promise<HistoryEntry[]> {
+   * signed commit graph, read from the log on demand), oldest first; with
+   * `limit` (and `before`), one page of the newest entries. */
+  async history(path: string, opts?: HistoryOptions): Promise<HistoryEntry[]> {
+    return (await this.historyPage(path, opts)).entries;
+  }
+
+  /** A page of an item's history (see `history`) and how many entries the
+   * whole history has. */
+  historyPage(path: string, opts?: HistoryOptions): Promise<HistoryPage> {
     const { repo, key } = splitItemPath(path);
-    return this.past.entries(repo, key);
+    return this.past.page(repo, key, opts);
   }
 
   /** Changes across a repository's items, oldest first, each with its

@@ -13,6 +13,7 @@ import {
   type WireWritten,
   readConflicts,
   readEntries,
+  readPage,
   readSteps,
 } from "../wire/history.js";
 import type { ItemHost } from "./internal.js";
@@ -49,6 +50,23 @@ export interface HistoryEntry {
   changed: string[];
   /** Each changed field, before → after (in the schema version this app knows). */
   changes: FieldChange[];
+}
+
+/** Which part of an item's history to read (newest first by pages). */
+export interface HistoryOptions {
+  /** At most this many entries: the newest ones (before `before`). Every
+   * entry carries whole values, so read a long history — a text edited a
+   * character at a time — a page at a time. */
+  limit?: number;
+  /** Only entries that appeared before this commit (an id from an earlier
+   * page: pass `entries[0].id` for the page before it). */
+  before?: string;
+}
+
+/** A page of an item's history, oldest first, and the whole history's length. */
+export interface HistoryPage {
+  entries: HistoryEntry[];
+  total: number;
 }
 
 /** One value of a field and who wrote it. */
@@ -339,9 +357,14 @@ export class Playback extends PastView {
 export class History {
   constructor(private readonly host: HistoryHost) {}
 
-  async entries(repo: string, key: string): Promise<HistoryEntry[]> {
-    const bytes = (await this.host.ask(repo, { op: "history", repo, key })) as Uint8Array;
-    return readEntries(bytes).map((e) => toEntry(repo, e));
+  async page(repo: string, key: string, opts: HistoryOptions = {}): Promise<HistoryPage> {
+    const { limit, before } = opts;
+    if (limit !== undefined && !(Number.isInteger(limit) && limit >= 0 && limit <= 0xffff_ffff)) {
+      throw new IbexError("ERR_VALIDATION", `history: limit must be a whole number from 0 to 4294967295 (got ${limit})`);
+    }
+    const req: HistoryRequest = { op: "history", repo, key, ...(before !== undefined ? { before } : {}), ...(limit !== undefined ? { limit } : {}) };
+    const { total, entries } = readPage((await this.host.ask(repo, req)) as Uint8Array);
+    return { total, entries: entries.map((e) => toEntry(repo, e)) };
   }
 
   /** The item as it was: a read-only Item, or undefined if it did not exist. */

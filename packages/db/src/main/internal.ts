@@ -3,7 +3,7 @@
 // is part of the public API (`IbexDB` does not have them).
 
 import type { Change } from "../wire/codec.js";
-import type { At, Conflict, HistoryEntry } from "./history.js";
+import type { At, Conflict, HistoryEntry, HistoryOptions } from "./history.js";
 import type { Item } from "./item.js";
 import type { Query } from "./query.js";
 
@@ -19,7 +19,7 @@ export interface ItemHost {
   itemTouched(item: Item<any>): void;
   /** A locally created item whose creation failed is gone again. */
   itemGone(item: Item<any>): void;
-  history(path: string): Promise<HistoryEntry[]>;
+  history(path: string, opts?: HistoryOptions): Promise<HistoryEntry[]>;
   /** The item as it was (read-only), or undefined before it existed. */
   itemAt(path: string, at: At): Promise<Item<any> | undefined>;
   /** Writes the item's value at `commit` as a new commit. */

@@ -6,7 +6,7 @@
 // (`base`), so a write the engine refuses is undone exactly.
 
 import { type Change, type Scalar, fieldsEnd } from "../wire/codec.js";
-import type { At, Conflict, HistoryEntry } from "./history.js";
+import type { At, Conflict, HistoryEntry, HistoryOptions } from "./history.js";
 import type { ItemHost } from "./internal.js";
 import {
   type FieldValue,
@@ -241,9 +241,10 @@ export class Item<F extends Fields = Fields> {
 
   /** Every commit of this item, oldest first: who (verified session and
    * user), when, and each changed field before → after. Read from the log
-   * on demand. */
-  history(): Promise<HistoryEntry[]> {
-    return this.db.history(this.path);
+   * on demand. With `limit` (and `before`), one page of the newest
+   * entries: read a long history a page at a time. */
+  history(opts?: HistoryOptions): Promise<HistoryEntry[]> {
+    return this.db.history(this.path, opts);
   }
 
   /** The item as it was at a time (Date or ms) or right after a commit

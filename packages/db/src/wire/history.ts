@@ -46,7 +46,7 @@ export interface HistoryFilter {
 }
 
 export type HistoryRequest =
-  | { op: "history"; repo: string; key: string }
+  | { op: "history"; repo: string; key: string; before?: string; limit?: number }
   | { op: "itemAt"; repo: string; key: string; time?: number; commit?: string }
   | { op: "snapshotAt"; repo: string; time: number }
   | { op: "playback"; repo: string; from: number; to: number }
@@ -59,8 +59,18 @@ function opt(r: Reader): Value | undefined {
   return r.bool("value present") ? readValue(r) : undefined;
 }
 
-export function readEntries(bytes: Uint8Array): WireEntry[] {
+/** An item's history page: how many entries the whole history has, and the page's. */
+export function readPage(bytes: Uint8Array): { total: number; entries: WireEntry[] } {
   const r = new Reader(bytes);
+  const total = r.varint("history length");
+  return { total, entries: entries(r) };
+}
+
+export function readEntries(bytes: Uint8Array): WireEntry[] {
+  return entries(new Reader(bytes));
+}
+
+function entries(r: Reader): WireEntry[] {
   const n = r.count("history entries", 8);
   const out: WireEntry[] = [];
   for (let i = 0; i < n; i++) {

@@ -157,7 +157,6 @@ fn field_of(d: &ItemData, field: &str) -> Option<Value> {
 }
 
 impl Repository {
-
     /// Runs a history question. It reads from the log what it needs (an
     /// item's questions only that item's commits); what it read stays in
     /// memory until the repository closes, because a commit in memory must
@@ -170,7 +169,18 @@ impl Repository {
     /// before children), each entry with the values it changed. Reads that
     /// item's commits from the log if they are only in the checkpoint.
     pub fn history(&mut self, key: &str) -> Result<Vec<HistoryEntry>> {
-        self.on_demand(|r| r.history_now(key))
+        self.on_demand(|r| r.history_now(key, None, usize::MAX)).map(|(e, _)| e)
+    }
+
+    /// One page of an item's history: the `limit` entries that appeared
+    /// just before commit `before` (before the newest end when `None`),
+    /// oldest first, and how many entries the whole history has. Each entry
+    /// carries whole values, so a long history (a text edited character by
+    /// character) is read a page at a time: the cost is the page's, not the
+    /// history's. A `before` that is not in the item's history is
+    /// `ERR_NOT_FOUND`.
+    pub fn history_page(&mut self, key: &str, before: Option<CommitId>, limit: usize) -> Result<(Vec<HistoryEntry>, usize)> {
+        self.on_demand(|r| r.history_now(key, before, limit))
     }
 
     /// The item `key` as it was at a time or right after a commit of it;
@@ -303,15 +313,51 @@ impl Repository {
         }
     }
 
-    fn entry(&self, id: &CommitId, memo: &mut HashMap<CommitId, Head>) -> Result<HistoryEntry> {
+    /// The entries of `ids` (parents before children). A value is kept only
+    /// until the last of its children in `ids` has used it, so memory holds
+    /// the open forks' values, not one value per commit (a text edited
+    /// 60,000 times would otherwise keep 60,000 copies of itself).
+    fn entries(&self, ids: &[CommitId]) -> Result<Vec<HistoryEntry>> {
+        let mut out = Vec::with_capacity(ids.len());
+        self.each_entry(ids, |e| out.push(e))?;
+        Ok(out)
+    }
+
+    /// [`Self::entries`], one at a time (for callers that keep less).
+    fn each_entry(&self, ids: &[CommitId], mut f: impl FnMut(HistoryEntry)) -> Result<()> {
+        let mut uses: HashMap<CommitId, usize> = HashMap::new();
+        for id in ids {
+            for p in self.nodes[id].commit.parents() {
+                *uses.entry(p).or_default() += 1;
+            }
+        }
+        let mut memo: HashMap<CommitId, Head> = HashMap::new();
+        for id in ids {
+            let (entry, after) = self.entry(id, &memo)?;
+            for p in &entry.parents {
+                if let Some(n) = uses.get_mut(p) {
+                    *n -= 1;
+                    if *n == 0 {
+                        memo.remove(p);
+                    }
+                }
+            }
+            if uses.get(id).is_some_and(|n| *n > 0) {
+                memo.insert(*id, after);
+            }
+            f(entry);
+        }
+        Ok(())
+    }
+
+    fn entry(&self, id: &CommitId, memo: &HashMap<CommitId, Head>) -> Result<(HistoryEntry, Head)> {
         let c = &self.nodes[id].commit;
         let parents: Vec<CommitId> = c.parents().collect();
         let before = self.before(&parents, memo)?;
         let after = self.presented(id)?;
         let empty = ItemData::default();
         let changes = field_changes(before.as_ref().map_or(&empty, |h| &h.data), &after.data);
-        memo.insert(*id, after);
-        Ok(HistoryEntry {
+        let entry = HistoryEntry {
             id: *id,
             key: c.key.clone(),
             session: c.session(),
@@ -320,13 +366,18 @@ impl Repository {
             schema: c.schema.clone(),
             changed: changes.iter().map(|ch| ch.field.clone()).collect(),
             changes,
-        })
+        };
+        Ok((entry, after))
     }
 
-    fn history_now(&mut self, key: &str) -> Result<Vec<HistoryEntry>> {
+    fn history_now(&mut self, key: &str, before: Option<CommitId>, limit: usize) -> Result<(Vec<HistoryEntry>, usize)> {
         let ids = self.item_commits(key)?;
-        let mut memo = HashMap::with_capacity(ids.len());
-        ids.iter().map(|id| self.entry(id, &mut memo)).collect()
+        let end = match before {
+            None => ids.len(),
+            Some(b) => ids.iter().position(|id| *id == b).ok_or_else(|| Error::NotFound(format!("commit {} is not in the history of item `{key}`", b.to_hex())))?,
+        };
+        let page = &ids[end.saturating_sub(limit)..end];
+        Ok((self.entries(page)?, ids.len()))
     }
 
     fn item_at_now(&mut self, key: &str, at: At) -> Result<Option<Head>> {
@@ -383,8 +434,7 @@ impl Repository {
         self.unseal()?;
         let mut ids: Vec<CommitId> = self.nodes.values().filter(|n| keep(&n.commit)).map(|n| n.commit.id).collect();
         self.by_appearance(&mut ids);
-        let mut memo = HashMap::new();
-        ids.iter().map(|id| self.entry(id, &mut memo)).collect()
+        self.entries(&ids)
     }
 
     fn playback_now(&mut self, from: i64, to: i64) -> Result<Playback> {
@@ -434,11 +484,17 @@ impl Repository {
         if self.items.get(key).is_none_or(|i| i.leaves.len() <= 1) && ids.iter().all(|id| self.nodes[id].commit.parents().nth(1).is_none()) {
             return Ok(Vec::new());
         }
-        let history = self.history_now(key)?;
+        // Which fields each commit changed; values are read only for the
+        // few commits that end up in a conflict (a long text's history
+        // would otherwise be held whole, twice per commit).
+        let mut by_id: HashMap<CommitId, HistoryEntry> = HashMap::with_capacity(ids.len());
+        self.each_entry(&ids, |mut e| {
+            e.changes.clear();
+            by_id.insert(e.id, e);
+        })?;
         let Some(head) = self.head(key) else { return Ok(Vec::new()) };
-        let by_id: HashMap<CommitId, &HistoryEntry> = history.iter().map(|e| (e.id, e)).collect();
         let mut fields: Vec<&str> = Vec::new();
-        for f in history.iter().flat_map(|e| e.changed.iter().map(String::as_str)) {
+        for f in ids.iter().flat_map(|id| by_id[id].changed.iter().map(String::as_str)) {
             // Few fields per item: a linear check compiles smaller than a sort.
             if !fields.contains(&f) {
                 fields.push(f);
@@ -473,15 +529,15 @@ impl Repository {
                 continue;
             }
             let now = field_of(&head.data, field);
-            let written = |id: &CommitId| {
-                let e = by_id[id];
-                let value = e.changes.iter().find(|c| c.field == field).and_then(|c| c.after.clone());
-                Written { id: *id, session: e.session, timestamp: e.timestamp, value }
+            let written = |id: &CommitId| -> Result<Written> {
+                let e = &by_id[id];
+                let value = field_of(&self.presented(id)?.data, field);
+                Ok(Written { id: *id, session: e.session, timestamp: e.timestamp, value })
             };
             // Newest first.
             self.by_time(&mut latest);
             latest.reverse();
-            let mut all: Vec<Written> = latest.iter().map(written).collect();
+            let mut all: Vec<Written> = latest.iter().map(written).collect::<Result<_>>()?;
             let Some(win) = all.iter().position(|w| w.value == now) else { continue };
             let winner = all.remove(win);
             all.retain(|w| w.value != winner.value);
@@ -576,4 +632,3 @@ impl Repository {
         self.write_trusted(key, &schema, data, session, now)
     }
 }
-

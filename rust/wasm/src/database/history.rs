@@ -3,6 +3,7 @@
 //! `repository/history.rs`), as bytes the SDK decodes (`wire/history.ts`).
 //!
 //! ```text
+//! page      = varint total, entries                 (an item's history)
 //! entries   = varint n, n × entry
 //! entry     = str id, str key, str session, str user, zigzag timestamp,
 //!             varint np, np × str parent, str ns, varint version,
@@ -88,10 +89,15 @@ impl Database {
         w.into_bytes()
     }
 
-    /// An item's history, oldest first (`entries`).
-    pub fn history(&mut self, repo: &str, key: &str) -> Result<Vec<u8>> {
-        let h = self.repo_mut(repo)?.history(key)?;
-        Ok(self.entries(&h))
+    /// A page of an item's history, oldest first (`page`): the `limit`
+    /// entries before commit `before` (the newest when `None`).
+    pub fn history(&mut self, repo: &str, key: &str, before: Option<&str>, limit: Option<u32>) -> Result<Vec<u8>> {
+        let before = before.map(parse_id).transpose()?;
+        let (h, total) = self.repo_mut(repo)?.history_page(key, before, limit.map_or(usize::MAX, |l| l as usize))?;
+        let mut w = Writer::new();
+        w.varint(total as u64);
+        w.raw(&self.entries(&h));
+        Ok(w.into_bytes())
     }
 
     /// The item at a time or commit (`heads` with zero or one head).
