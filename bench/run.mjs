@@ -338,6 +338,7 @@ async function w3(browser) {
           const m = await result(p);
           if (m.count !== n) throw new Error(`${impl} loaded ${m.count} of ${n} items`);
           row.first.push(m.first);
+          if (m.phases) (row.phases ??= []).push(m.phases);
           row.all.push(m.all);
           row.longest.push(m.longest);
           row.engineMemoryBytes = m.engineMemoryBytes;
@@ -492,6 +493,12 @@ function report(r) {
       lines.push(`| ${size} | longest main-thread task (max) | ${maxCell(rows.ibex)} | ${maxCell(rows.tinybase)} | ${maxCell(rows.dexie)} | — | — | ${tm(`W3.longest@${n}`)} |`);
       const setup = (impl) => (rows[impl]?.setupMs ? fmt(rows[impl].setupMs) : "—");
       lines.push(`| ${size} | (setup: write N items, durable) | ${setup("ibex")} | ${setup("tinybase")} | ${setup("dexie")} | — | — | — | — |`);
+    }
+    for (const [n, rows] of Object.entries(r.w3)) {
+      const ph = rows.ibex?.phases;
+      if (!ph?.length || rows.ibex.error) continue;
+      const at = (k) => fmt(median(ph.map((p) => p[k])));
+      lines.push("", `Where Ibex's ${Number(n).toLocaleString("en")}-item load spends its time (medians, from navigation start): the page's script starts at ${at("script")} (HTML and module fetch), the SDK's code is loaded at ${at("code")}, \`IbexDB.open\` resolves at ${at("ready")} (worker started, WebAssembly module compiled, engine created), then the repository opens in the worker from its checkpoint and its heads cross to the main thread: first 50 rows at ${cell(rows.ibex, "first").split(" (")[0]}, all loaded at ${cell(rows.ibex, "all").split(" (")[0]}.`);
     }
     if (!r.quick) lines.push("", "Not run: 1,000,000 items. Writing a million items in each implementation and reloading it five times does not fit the full run's 20 minutes next to the other workloads; it is the next size to add.");
     const failures = Object.entries(r.w3).flatMap(([n, rows]) => Object.entries(rows).filter(([, row]) => row.error).map(([impl, row]) => `${impl} at ${Number(n).toLocaleString("en")}: ${row.error}`));

@@ -111,7 +111,7 @@ const REOPEN = {
     await (await IbexDB.open({ name: "warm", schemas: [S] })).close();
     return timesAndMemory(k, async () => {
       const db = await open();
-      return { text: db.item("/data/doc/d").get("text"), close: () => db.close() };
+      return { text: db.item("/data/doc/d").get("text"), close: () => db.close(), engineMemory: async () => (await db.stats()).engineMemoryBytes };
     });
   },
   async loro(file, k) {
@@ -148,9 +148,12 @@ async function timesAndMemory(k, open) {
   }
   globalThis.gc?.();
   const memory = process.memoryUsage().rss - base;
+  // Ibex: how much of that is the engine's WebAssembly memory (its peak:
+  // WebAssembly memory never shrinks).
+  const engineMemory = await last.engineMemory?.();
   const text = last.text;
   await last.close();
-  return { reopen, memory, text };
+  return { reopen, memory, engineMemory, text };
 }
 
 const self = fileURLToPath(import.meta.url);
@@ -158,7 +161,7 @@ const self = fileURLToPath(import.meta.url);
 if (process.argv[1] === self && process.argv[2] === "reopen") {
   const [, , , impl, artifact, k] = process.argv;
   const r = await REOPEN[impl](artifact, Number(k));
-  console.log(JSON.stringify({ reopen: r.reopen, memory: r.memory, length: r.text.length, text: r.text }));
+  console.log(JSON.stringify({ reopen: r.reopen, memory: r.memory, engineMemory: r.engineMemory, length: r.text.length, text: r.text }));
 } else if (process.argv[1] === self) {
   const [impl, mode, n, reopens] = process.argv.slice(2);
   const tracePath = findTrace(process.cwd());
@@ -175,6 +178,6 @@ if (process.argv[1] === self && process.argv[2] === "reopen") {
   const r = JSON.parse(out);
   rmSync(a.artifact.endsWith("doc.bin") ? dirname(a.artifact) : a.artifact, { recursive: true, force: true });
   const ok = r.text === expected;
-  console.log(JSON.stringify({ impl, mode, edits: edits.length, ok, applyMs: a.applyMs, commits: a.commits, bytes: a.bytes, reopen: r.reopen, memory: r.memory }));
+  console.log(JSON.stringify({ impl, mode, edits: edits.length, ok, applyMs: a.applyMs, commits: a.commits, bytes: a.bytes, reopen: r.reopen, memory: r.memory, engineMemory: r.engineMemory }));
   process.exit(ok ? 0 : 1);
 }

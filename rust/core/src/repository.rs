@@ -48,15 +48,29 @@ mod history;
 use branches::hides;
 pub use history::{At, Conflict, DELETED, FieldChange, HistoryEntry, Playback, Step, Written, field_changes};
 
-/// Longest delta chain this replica writes before writing a full value
-/// (one below what others accept). Chains also end once their deltas add up
-/// to the full value's size (`choose_body`), so an item whose value is small
-/// next to its edits gets full values often, and a long text edited a few
-/// characters at a time gets one every ~255 edits, not one every few: on
-/// disk, history costs about the edits plus 1/255 of the full values.
-pub const WRITE_MAX_DEPTH: u16 = 255;
-/// Longest delta chain accepted from others.
-pub const ACCEPT_MAX_DEPTH: u16 = 256;
+/// Bytes that rebuilding one value along its delta chain may move: each
+/// step of a chain can touch the whole value (a text splice moves the rest
+/// of the text), so a chain may be as long as this budget over the value's
+/// size, between [`MIN_CHAIN`] and [`MAX_CHAIN`] deltas.
+pub const REBUILD_BUDGET: u64 = 64 << 20;
+/// Every value may have chains this long (the limit before the budget).
+pub const MIN_CHAIN: u16 = 256;
+/// No chain is longer, however small its value (each step is a record to
+/// read when the chain is below the checkpoint).
+pub const MAX_CHAIN: u16 = 4096;
+
+/// Longest delta chain accepted from others over a value of `value_bytes`
+/// (the chain's full value plus its deltas: no smaller than the value).
+/// This replica writes chains one shorter. Chains also end once their
+/// deltas add up to the full value's size (`choose_body`), so an item whose
+/// value is small next to its edits gets full values often, and a long text
+/// edited a few characters at a time gets one every few hundred to few
+/// thousand edits: on disk, history costs the edits plus at most as much
+/// again in full values (with 255 deltas per chain, the B4 trace kept a
+/// full copy of its text every 255 edits: 400 bytes per one-character edit).
+pub fn max_chain(value_bytes: u32) -> u16 {
+    (REBUILD_BUDGET / u64::from(value_bytes).max(1)).clamp(u64::from(MIN_CHAIN), u64::from(MAX_CHAIN)) as u16
+}
 /// Default bound on commits waiting for unknown parents.
 pub const DEFAULT_MAX_PENDING: usize = 10_000;
 /// Default bound on the bytes of commits waiting for unknown parents.
@@ -948,8 +962,11 @@ impl Repository {
                 (b.depth + 1, b.chain_bytes.saturating_add(body), b.value_bytes.saturating_add(body))
             }
         };
-        if depth > ACCEPT_MAX_DEPTH {
-            return Err(Self::reject(&id, format!("delta chain longer than {ACCEPT_MAX_DEPTH}")));
+        if depth > max_chain(value_bytes) {
+            return Err(Self::reject(
+                &id,
+                format!("delta chain of {depth} over a value of {value_bytes} bytes: longer than {} (a rebuild may move at most {REBUILD_BUDGET} bytes)", max_chain(value_bytes)),
+            ));
         }
         let value = if validate {
             let v = self.value_from_body(&c)?;
@@ -1116,7 +1133,10 @@ impl Repository {
             self.charge(id, value_bytes + body as u64)?;
             return Ok((*data).clone());
         }
-        self.charge(id, value_bytes + body as u64)?;
+        // A value held already costs its copy; a rebuild costs up to one
+        // value per step of the chain (a text splice moves the text).
+        let steps = if self.known_value(base, &self.nodes[base]).is_some() { 1 } else { u64::from(self.nodes[base].depth) + 1 };
+        self.charge(id, value_bytes * steps + body as u64)?;
         Ok(Arc::unwrap_or_clone(self.value_of(base)?))
     }
 
@@ -1450,13 +1470,15 @@ impl Repository {
     fn choose_body(&self, leaves: &[CommitId], schema: &SchemaId, data: &ItemData) -> Result<Body> {
         if let Some(base) = leaves.last() {
             let node = &self.nodes[base];
-            if node.commit.schema == *schema && node.depth < WRITE_MAX_DEPTH {
+            if node.commit.schema == *schema && node.depth < MAX_CHAIN - 1 {
                 let changes = change::diff(&*self.value_of(base)?, data);
                 let mut d = crate::codec::Writer::new();
                 change::encode(&mut d, &changes);
                 let mut f = crate::codec::Writer::new();
                 crate::value::encode_fields(&mut f, &data.fields);
-                if d.len() * 100 <= f.len() * 85 && node.chain_bytes as usize + d.len() <= f.len() {
+                // As `integrate` will count it: the body is tag ‖ base ‖ changes.
+                let value_bytes = u32::try_from(node.value_bytes as usize + 1 + 32 + d.len()).unwrap_or(u32::MAX);
+                if d.len() * 100 <= f.len() * 85 && node.chain_bytes as usize + d.len() <= f.len() && node.depth + 1 < max_chain(value_bytes) {
                     return Ok(Body::Delta { base: *base, changes });
                 }
             }

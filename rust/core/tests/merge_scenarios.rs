@@ -348,6 +348,44 @@ fn invalid_local_writes_change_nothing() {
 }
 
 #[test]
+fn a_delta_chain_longer_than_a_rebuild_may_cost_is_refused() {
+    // Forged deltas of ~50 bytes on a small item: a chain n deep holds
+    // ~50·n bytes of value, so it is refused once n > 64 MiB / (50·n),
+    // near 1,150 deltas — longer than the old fixed 256, far below 4,096.
+    let mut a = Replica::new(1);
+    let mut base = a.update("k", &v1(), &[put("count", Value::Num(0.0))]).unwrap();
+    let key = SessionKey::from_seed([9; 32]);
+    let mut refused = None;
+    for n in 1..=4_096u32 {
+        let c = Commit {
+            repo: repo_path(),
+            key: "k".into(),
+            parents: vec![base],
+            timestamp: 10 + i64::from(n),
+            session: key.id(),
+            schema: v1(),
+            body: Body::Delta { base, changes: vec![put("count", Value::Num(f64::from(n)))] },
+        }
+        .sign(&key)
+        .unwrap();
+        let id = c.id;
+        match a.repo.insert(c) {
+            Ok(_) => base = id,
+            Err(e) => {
+                refused = Some((n, e));
+                break;
+            }
+        }
+    }
+    let (n, e) = refused.expect("a 4,096-deep chain was accepted");
+    assert!((900..1_400).contains(&n), "refused at depth {n}");
+    assert_eq!(e.code(), "ERR_INVALID_COMMIT");
+    assert!(e.to_string().contains("delta chain"), "{e}");
+    // Nothing of the refused commit was kept; the chain below it reads back.
+    assert_eq!(a.field("k", "count"), Some(Value::Num(f64::from(n - 1))));
+}
+
+#[test]
 fn commits_for_another_repository_or_item_are_rejected() {
     let mut a = Replica::new(1);
     let id = a.update("k", &v1(), &[put("count", Value::Num(1.0))]).unwrap();
@@ -374,12 +412,21 @@ fn long_edit_sequences_use_bounded_delta_chains() {
     assert!((10..=60).contains(&fulls), "full values bound delta chains by size, got {fulls} of 200");
     let mut big = Replica::new(3);
     let mut long = "x".repeat(100_000);
-    for i in 0..600 {
+    for i in 0..1_500 {
         long.insert(i * 7, 'y');
         big.update("doc", &v1(), &[put("body", Value::Text(long.clone()))]);
     }
+    // Chains over a 100 KB value may be ~670 deltas long (a rebuild moves
+    // at most REBUILD_BUDGET bytes): a full value every ~670 edits, not
+    // every 255 (then 6 of 1,500).
+    assert_eq!(ibex_core::repository::max_chain(100_000), 671);
     let fulls = big.commits().iter().filter(|c| matches!(c.commit.body, Body::Full(_))).count();
-    assert!((3..=4).contains(&fulls), "a long text edited by keystrokes: a full value every 255 deltas, got {fulls} of 600");
+    assert!((2..=3).contains(&fulls), "a long text edited by keystrokes: a full value every ~670 deltas, got {fulls} of 1,500");
+    // What a writer writes, every replica accepts (the bound is computed
+    // from the commits alone, the same way on both sides).
+    let mut c = Replica::new(4);
+    c.receive(&big.commits());
+    assert_eq!(c.field("doc", "body"), Some(Value::Text(long.clone())));
     let mut b = Replica::new(2);
     b.receive(&commits);
     assert_eq!(b.field("doc", "body"), Some(Value::Text(text)));
