@@ -245,12 +245,24 @@ impl Default for PendingLimits {
     }
 }
 
+/// Item keys in byte order: those at the last ordering, and those created
+/// since (merged in when next asked).
+#[derive(Default)]
+struct KeyOrder {
+    sorted: Vec<Arc<str>>,
+    added: Vec<Arc<str>>,
+    /// While opening: the checkpoint's items were not in order.
+    unsorted: bool,
+}
+
 /// All items of one repository.
 pub struct Repository {
     path: RepoPath,
     registry: Arc<Registry>,
     nodes: Nodes,
     items: HashMap<Arc<str>, ItemState>,
+    /// The item keys in order (see [`Repository::keys_in_order`]).
+    order: KeyOrder,
     pending: Pending,
     limits: PendingLimits,
     log: Option<Log>,
@@ -311,6 +323,7 @@ impl Repository {
             registry,
             nodes: Nodes::new(),
             items: HashMap::new(),
+            order: KeyOrder::default(),
             pending: Pending::default(),
             limits: PendingLimits::default(),
             log: None,
@@ -416,7 +429,15 @@ impl Repository {
                 };
                 keep.then_some((shared, range, folded))
             });
+            if repo.order.sorted.last().is_some_and(|last| **last >= *it.key) {
+                repo.order.unsorted = true;
+            }
+            repo.order.sorted.push(it.key.clone());
             repo.items.insert(it.key, ItemState { leaves: it.leaves, sealed_head: head, ..Default::default() });
+        }
+        if std::mem::take(&mut repo.order.unsorted) {
+            // A checkpoint written before items were stored in key order.
+            repo.order.sorted.sort_unstable();
         }
         repo.ckpt_buf = bytes;
         repo
@@ -484,7 +505,8 @@ impl Repository {
             return Err(Error::Storage("a checkpoint covers only what is durable: flush the log first".into()));
         }
         let mark = log.last_record();
-        let keys: Vec<Arc<str>> = self.items.keys().cloned().collect();
+        // In key order: opening lists them in that order without sorting.
+        let keys = self.keys_in_order();
         for k in &keys {
             let item = &self.items[k];
             if item.head.is_none() && item.sealed_head.is_none() {
@@ -670,10 +692,30 @@ impl Repository {
         self.items.keys().map(|k| &**k)
     }
 
-    /// The item keys as shared strings (cloning one costs a reference
-    /// count, not a copy: listing 100k keys allocated 100k strings).
-    pub fn shared_keys(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.items.keys()
+    /// The item keys in byte order (a query's order without `sortBy`, so
+    /// a main thread loading them in this order appends instead of
+    /// inserting). Costs no sort after opening from a checkpoint (its items
+    /// are stored in this order); items created since are sorted and merged
+    /// in at the next call.
+    pub fn keys_in_order(&mut self) -> Vec<Arc<str>> {
+        let o = &mut self.order;
+        if !o.added.is_empty() {
+            o.added.sort_unstable();
+            let old = std::mem::take(&mut o.sorted);
+            let mut merged = Vec::with_capacity(old.len() + o.added.len());
+            let (mut a, mut b) = (old.into_iter().peekable(), o.added.drain(..).peekable());
+            loop {
+                let next = match (a.peek(), b.peek()) {
+                    (Some(x), Some(y)) if x <= y => a.next(),
+                    (Some(_), Some(_)) | (None, Some(_)) => b.next(),
+                    (Some(_), None) => a.next(),
+                    (None, None) => break,
+                };
+                merged.extend(next);
+            }
+            o.sorted = merged;
+        }
+        o.sorted.clone()
     }
 
     pub fn contains_commit(&self, id: &CommitId) -> bool {
@@ -1003,6 +1045,9 @@ impl Repository {
         self.digest.add(&id);
         if self.track_changes {
             self.integrated.push(id);
+        }
+        if !self.items.contains_key(&key) {
+            self.order.added.push(key.clone());
         }
         let nodes = &self.nodes;
         let item = self.items.entry(key.clone()).or_default();

@@ -36,7 +36,7 @@ impl Disk {
 }
 
 /// Heads, commit count, digest, commit ids, each item's history.
-type Everything = (BTreeMap<String, (SchemaId, ItemData)>, usize, SetDigest, Vec<CommitId>, BTreeMap<String, Vec<CommitId>>);
+type Everything = (BTreeMap<String, (SchemaId, ItemData)>, usize, SetDigest, Vec<CommitId>, BTreeMap<String, Vec<CommitId>>, Vec<String>);
 
 /// Everything a replica shows: heads, commits, history.
 fn everything(r: &mut Repository) -> Everything {
@@ -44,8 +44,13 @@ fn everything(r: &mut Repository) -> Everything {
     let mut ids: Vec<CommitId> = r.commit_ids().collect();
     ids.sort();
     let keys: Vec<String> = r.keys().map(str::to_owned).collect();
+    // Every item, in key order (how heads are listed to the main thread).
+    let order: Vec<String> = r.keys_in_order().iter().map(|k| k.to_string()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "keys_in_order");
     let hist = keys.into_iter().map(|k| (k.clone(), r.history(&k).unwrap().into_iter().map(|h| h.id).collect())).collect();
-    (st, r.commit_count(), r.digest(), ids, hist)
+    (st, r.commit_count(), r.digest(), ids, hist, order)
 }
 
 #[derive(Debug, Clone)]

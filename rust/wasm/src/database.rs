@@ -262,7 +262,13 @@ impl Database {
     /// Every head of an open repository (`heads` in `batch.rs`).
     pub fn heads(&mut self, repo: &str) -> Result<Vec<u8>> {
         let r = self.repo_mut(repo)?;
-        let keys: Vec<Arc<str>> = r.shared_keys().cloned().collect();
+        // In key order, the order of a query without `sortBy`: the main
+        // thread's live queries then append each slice instead of placing
+        // every item among those already there (Node, 100k items, a live
+        // query: all loaded 330–420 → 220–250 ms), and their first rows
+        // are final once the first slice arrives. From a checkpoint the
+        // order costs no sort (its items are stored in it).
+        let keys = r.keys_in_order();
         // Path, key, schema and a small value per head: sized so 100k heads
         // are not copied again and again as the buffer grows.
         let mut w = Writer::with_capacity(keys.len() * (repo.len() + 128));
