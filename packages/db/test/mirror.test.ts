@@ -5,7 +5,7 @@
 
 import { describe, expect, it } from "vitest";
 
-import { type Value, Writer, compareUtf8, writeFields } from "../src/wire/codec.js";
+import { HeadReader, type Value, Writer, compareUtf8, writeFields } from "../src/wire/codec.js";
 import type { EngineChannel, FromEngine, ToEngine } from "../src/wire/protocol.js";
 import { Database } from "../src/main/database.js";
 import { type Schema, defineSchema } from "../src/index.node.js";
@@ -48,7 +48,7 @@ function scripted(loads: Record<string, Uint8Array>, then: FromEngine[] = []): {
       else if (m.t === "open") {
         queueMicrotask(() => {
           const bytes = loads[m.repo] ?? heads(m.repo, []);
-          handler({ t: "opened", id: m.id, repo: m.repo, report: report(0), heads: bytes, writable: true });
+          handler({ t: "opened", id: m.id, repo: m.repo, report: report(0), heads: bytes, total: new HeadReader(bytes).total, writable: true });
           for (const x of then) handler(x);
         });
       } else if (m.t === "close" || m.t === "flush") queueMicrotask(() => handler({ t: "done", id: m.id }));
@@ -185,6 +185,47 @@ describe("the mirror", () => {
     expect(sorted.results.map((t) => t.get("prio"))).toEqual([0, 0, 0, 0, 0]);
     // The change the engine sent after the load is the value now.
     expect(db.item<typeof Task.fields>("/data/big/k059999")!.get("text")).toBe("newer");
+    await db.close();
+  });
+
+  it("a load in two parts: a query shows the first part's rows while the others are listed; open resolves after both", async () => {
+    const list: HeadSpec[] = [];
+    for (let i = 0; i < 3_000; i++) list.push({ key: `k${String(i).padStart(5, "0")}`, fields: { text: { t: "string", v: `t${i}` } } });
+    let handler: (m: FromEngine) => void = () => {};
+    const opens: number[] = [];
+    const channel: EngineChannel = {
+      post(m) {
+        if (m.t === "init") queueMicrotask(() => handler({ t: "ready", sessionId: "s", engine: "test", storage: "memory", user: null }));
+        else if (m.t === "open") {
+          opens.push(m.id);
+          queueMicrotask(() => handler({ t: "opened", id: m.id, repo: m.repo, report: report(3_000), heads: heads(m.repo, list.slice(0, 1_000)), total: 3_000, writable: true }));
+        } else if (m.t === "close") queueMicrotask(() => handler({ t: "done", id: m.id }));
+      },
+      onMessage(h) {
+        handler = h;
+      },
+      terminate() {},
+    };
+    const db = await TestDb.make(channel);
+    const q = db.query({ source: "/data/two", schema: Task, limit: 50 });
+    let opened = false;
+    void db.open("/data/two").then(() => (opened = true));
+    await settle();
+    // The first part is in: the first rows are final (key order), the rest is still to come.
+    expect(q.results.map((t) => t.key)).toEqual(list.slice(0, 50).map((h) => h.key));
+    expect(q.loading).toBe(true);
+    expect(db.status.repos["/data/two"]).toMatchObject({ phase: "loading", loaded: 1_000, total: 3_000 });
+    expect(opened).toBe(false);
+    // A new engine before the rest came: the load stops, `open` is asked again.
+    db.deliver({ t: "leader", leader: true });
+    await settle();
+    expect(opens).toHaveLength(2);
+    db.deliver({ t: "moreHeads", id: opens[1]!, repo: "/data/two", heads: heads("/data/two", list.slice(1_000)) });
+    await settle();
+    expect(opened).toBe(true);
+    expect(q.loading).toBe(false);
+    expect(q.count).toBe(3_000);
+    expect(db.status.repos["/data/two"]).toMatchObject({ phase: "ready", loaded: 3_000, total: 3_000 });
     await db.close();
   });
 

@@ -506,7 +506,7 @@ impl Repository {
         }
         let mark = log.last_record();
         // In key order: opening lists them in that order without sorting.
-        let keys = self.keys_in_order();
+        let keys = self.keys_in_order().to_vec();
         for k in &keys {
             let item = &self.items[k];
             if item.head.is_none() && item.sealed_head.is_none() {
@@ -697,7 +697,7 @@ impl Repository {
     /// inserting). Costs no sort after opening from a checkpoint (its items
     /// are stored in this order); items created since are sorted and merged
     /// in at the next call.
-    pub fn keys_in_order(&mut self) -> Vec<Arc<str>> {
+    pub fn keys_in_order(&mut self) -> &[Arc<str>] {
         let o = &mut self.order;
         if !o.added.is_empty() {
             o.added.sort_unstable();
@@ -715,7 +715,7 @@ impl Repository {
             }
             o.sorted = merged;
         }
-        o.sorted.clone()
+        &o.sorted
     }
 
     pub fn contains_commit(&self, id: &CommitId) -> bool {

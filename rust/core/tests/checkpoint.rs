@@ -46,6 +46,7 @@ fn everything(r: &mut Repository) -> Everything {
     let keys: Vec<String> = r.keys().map(str::to_owned).collect();
     // Every item, in key order (how heads are listed to the main thread).
     let order: Vec<String> = r.keys_in_order().iter().map(|k| k.to_string()).collect();
+    assert_eq!(r.len(), order.len());
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(order, sorted, "keys_in_order");

@@ -259,8 +259,11 @@ impl Database {
         w.into_bytes()
     }
 
-    /// Every head of an open repository (`heads` in `batch.rs`).
-    pub fn heads(&mut self, repo: &str) -> Result<Vec<u8>> {
+    /// The heads of an open repository's items `from .. from + count` in
+    /// key order (`heads` in `batch.rs`): opening posts the first few
+    /// before listing the rest, so a query has its first rows while the
+    /// others are encoded.
+    pub fn heads(&mut self, repo: &str, from: usize, count: usize) -> Result<Vec<u8>> {
         let r = self.repo_mut(repo)?;
         // In key order, the order of a query without `sortBy`: the main
         // thread's live queries then append each slice instead of placing
@@ -268,7 +271,8 @@ impl Database {
         // query: all loaded 330–420 → 220–250 ms), and their first rows
         // are final once the first slice arrives. From a checkpoint the
         // order costs no sort (its items are stored in it).
-        let keys = r.keys_in_order();
+        let all = r.keys_in_order();
+        let keys = all[from.min(all.len())..from.saturating_add(count).min(all.len())].to_vec();
         // Path, key, schema and a small value per head: sized so 100k heads
         // are not copied again and again as the buffer grows.
         let mut w = Writer::with_capacity(keys.len() * (repo.len() + 128));
@@ -610,7 +614,7 @@ mod tests {
         }
         let changed = b.changed();
         assert_ne!(changed, vec![0]);
-        assert_eq!(changed[1..], a.heads("/data/todos").unwrap()[1..]);
+        assert_eq!(changed[1..], a.heads("/data/todos", 0, usize::MAX).unwrap()[1..]);
         // A forged commit is refused.
         let mut forged = bytes[0].clone();
         let n = forged.len();

@@ -118,9 +118,16 @@ impl Engine {
         self.db.is_open(repo)
     }
 
-    /// Every head of an open repository (`heads` in `batch.rs`).
-    pub fn heads(&mut self, repo: &str) -> Result<Vec<u8>, JsValue> {
-        self.db.heads(repo).map_err(|e| to_js(&e))
+    /// The heads of an open repository's items `from .. from + count`, in
+    /// key order (`heads` in `batch.rs`).
+    pub fn heads(&mut self, repo: &str, from: u32, count: u32) -> Result<Vec<u8>, JsValue> {
+        self.db.heads(repo, from as usize, count as usize).map_err(|e| to_js(&e))
+    }
+
+    /// Number of items of an open repository (soft-deleted ones included).
+    #[wasm_bindgen(js_name = itemCount)]
+    pub fn item_count(&mut self, repo: &str) -> Result<u32, JsValue> {
+        self.db.counts(repo).map(|(items, _)| items as u32).map_err(|e| to_js(&e))
     }
 
     /// Applies a batch of mutations; returns the outcomes (`batch.rs`).

@@ -117,7 +117,7 @@ fn heads_from_an_engine() -> Vec<u8> {
             r.take(32, "id").unwrap();
         }
     }
-    db.heads(REPO).unwrap()
+    db.heads(REPO, 0, usize::MAX).unwrap()
 }
 
 /// Reads `heads` (the format in `src/batch.rs`) into the SDK's

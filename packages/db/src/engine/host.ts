@@ -17,6 +17,9 @@ const SESSIONS = "/sys/sessions";
  * an app that never calls `flush()` loses at most this window. */
 export const AUTO_FLUSH_MS = 100;
 
+/** Heads sent with `opened`; the others follow in `moreHeads`. */
+const FIRST_HEADS = 1_000;
+
 export class EngineHost {
   private engine: WasmEngine | null = null;
   private autoFlush: ReturnType<typeof setTimeout> | null = null;
@@ -223,8 +226,12 @@ export class EngineHost {
           // (its OPFS file has one handle, held by this engine).
           const known = this.openRepos.get(msg.repo);
           const report = known ?? (await this.storage.open(engine, msg.repo));
-          const heads = engine.heads(msg.repo);
-          this.send({ t: "opened", id: msg.id, repo: msg.repo, report, heads, writable: engine.canWrite(msg.repo) });
+          // The first heads at once, then the rest: the tab shows a
+          // query's first rows while the others are listed.
+          const total = engine.itemCount(msg.repo);
+          const heads = engine.heads(msg.repo, 0, FIRST_HEADS);
+          this.send({ t: "opened", id: msg.id, repo: msg.repo, report, heads, total, writable: engine.canWrite(msg.repo) });
+          if (total > FIRST_HEADS) this.send({ t: "moreHeads", id: msg.id, repo: msg.repo, heads: engine.heads(msg.repo, FIRST_HEADS, total - FIRST_HEADS) });
           if (!known) {
             this.openRepos.set(msg.repo, report);
             // Opening queued a round when connected: send it.

@@ -12,7 +12,9 @@ export interface WasmEngine {
   openBackend(repo: string, backend: LogBackend, checkpoint?: LogBackend): LoadReport;
   openMemory(repo: string): LoadReport;
   openOpfs?(repo: string, handle: FileSystemSyncAccessHandle, checkpoint?: FileSystemSyncAccessHandle): LoadReport;
-  heads(repo: string): Uint8Array;
+  /** Heads of items `from .. from + count` in key order. */
+  heads(repo: string, from: number, count: number): Uint8Array;
+  itemCount(repo: string): number;
   mutate(batch: Uint8Array, now: number): Uint8Array;
   mutatedHeads(): Uint8Array;
   changed(): Uint8Array;

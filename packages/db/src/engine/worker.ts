@@ -23,7 +23,7 @@ const early: ToEngine[] = [];
 let wasm: Promise<unknown> | null = null;
 
 function transferables(m: FromEngine): Transferable[] {
-  if (m.t === "opened") return [m.heads.buffer as ArrayBuffer];
+  if (m.t === "opened" || m.t === "moreHeads") return [m.heads.buffer as ArrayBuffer];
   if (m.t === "outcomes" || m.t === "changed") return [m.bytes.buffer as ArrayBuffer];
   return [];
 }

@@ -96,6 +96,8 @@ export class Database {
   private readonly past: History;
   private repoStatus = new Map<string, RepoStatus>();
   private opening = new Map<string, Promise<void>>();
+  /** Loads waiting for the rest of their heads, by request id. */
+  private moreHeads = new Map<number, { rest: (heads: Uint8Array | null) => void; done: Promise<void> }>();
   private schemaBytes: Uint8Array | null = null;
   private closed = false;
   private readyWaiter: { resolve: () => void; reject: (e: IbexError) => void } | null = null;
@@ -227,7 +229,7 @@ export class Database {
 
   /** Applies a load's heads (after any earlier load of `repo`), then the
    * changes that arrived meanwhile. */
-  private loaded(repo: string, report: LoadReport, heads: Uint8Array): Promise<void> {
+  private loaded(repo: string, report: LoadReport, heads: Uint8Array, total: number, more?: Promise<Uint8Array | null>): Promise<void> {
     let a = this.applying.get(repo);
     if (!a) {
       a = { chain: Promise.resolve(), count: 0, later: [] };
@@ -236,7 +238,7 @@ export class Database {
     const entry = a;
     entry.count++;
     const run = entry.chain
-      .then(() => this.applyLoaded(repo, report, heads))
+      .then(() => this.applyLoaded(repo, report, heads, total, more))
       .finally(() => {
         if (--entry.count > 0) return;
         this.applying.delete(repo);
@@ -249,12 +251,12 @@ export class Database {
   /** Applies a load's heads in time-bounded slices, yielding between them.
    * Live queries take each slice as it lands, so a query has rows before
    * the whole repository is in memory: the matches loaded so far, in the
-   * query's order. Heads arrive in the engine's order (not by path), so
-   * until `loading` turns false — after the last slice — an item of a
-   * later slice may still sort before them. */
-  private async applyLoaded(repo: string, report: LoadReport, heads: Uint8Array): Promise<void> {
-    const reader = new HeadReader(heads);
-    const total = reader.total;
+   * query's order. Heads arrive in key order (the first ones with
+   * `opened`, the others in `moreHeads`), which is a query's order without
+   * `sortBy`; with another order, until `loading` turns false — after the
+   * last slice — an item of a later slice may still sort before them. */
+  private async applyLoaded(repo: string, report: LoadReport, heads: Uint8Array, total: number, more?: Promise<Uint8Array | null>): Promise<void> {
+    let reader = new HeadReader(heads);
     // A repository re-opened after a hand-over: changed items notify.
     const reopened = this.isLoaded(repo);
     const st: RepoStatus = { phase: "loading", loaded: 0, total, report };
@@ -266,7 +268,24 @@ export class Database {
     let slice: Item[] = [];
     let size = FIRST_SLICE;
     let t0 = now();
-    while (reader.next()) {
+    for (;;) {
+      if (!reader.next()) {
+        if (!more) break;
+        // The other heads (`moreHeads`) are still to come: queries take
+        // what arrived first (their first rows) meanwhile.
+        if (!reopened && slice.length) {
+          this.live.itemsLoaded(repo, slice);
+          slice = [];
+          this.repoStatus.set(repo, { ...st, loaded: n });
+          this.updateStatus({});
+        }
+        const rest = await more;
+        more = undefined;
+        if (rest === null) return; // the engine changed: `open` is re-sent
+        if (!rest) break;
+        reader = new HeadReader(rest);
+        continue;
+      }
       const item = this.mirror.applyHead(reader, reopened);
       n++;
       if (!reopened) slice.push(item);
@@ -585,6 +604,11 @@ export class Database {
     // may be gone (its tab reloaded), and a second init is harmless.
     if (!this.schemaBytes) return;
     this.channel.post({ t: "init", schemas: this.schemaBytes.slice() });
+    // Loads whose other heads will not come from the engine that is gone
+    // stop where they are (their repository stays loading); their `open`
+    // is re-sent below with the other unanswered requests.
+    for (const [, p] of this.moreHeads) p.rest(null);
+    this.moreHeads.clear();
     for (const [repo, st] of this.repoStatus) if (st.phase === "ready") void this.requests.send({ t: "open", repo });
     // Writes before requests: a `flush()` or `sync()` waiting for an answer
     // was asked after those writes and must cover them on the new engine.
@@ -606,8 +630,30 @@ export class Database {
         break;
       case "opened": {
         this.setWritable(m.repo, m.writable);
+        if (new HeadReader(m.heads).total < m.total) {
+          // The other heads follow (`moreHeads`); the request is answered
+          // once they are applied, and stays to be re-sent if the engine
+          // changes meanwhile.
+          let rest!: (heads: Uint8Array | null) => void;
+          const more = new Promise<Uint8Array | null>((r) => (rest = r));
+          const done = this.loaded(m.repo, m.report, m.heads, m.total, more);
+          this.moreHeads.set(m.id, { rest, done });
+          break;
+        }
         const req = this.requests.take(m.id);
-        this.loaded(m.repo, m.report, m.heads).then(
+        this.loaded(m.repo, m.report, m.heads, m.total).then(
+          () => req?.resolve(undefined),
+          (e) => req?.reject(toIbexError(e)),
+        );
+        break;
+      }
+      case "moreHeads": {
+        const pending = this.moreHeads.get(m.id);
+        if (!pending) break;
+        this.moreHeads.delete(m.id);
+        const req = this.requests.take(m.id);
+        pending.rest(m.heads);
+        pending.done.then(
           () => req?.resolve(undefined),
           (e) => req?.reject(toIbexError(e)),
         );
@@ -643,6 +689,11 @@ export class Database {
         break;
       case "error": {
         const e = toIbexError(m);
+        if (m.id !== undefined) {
+          // An open whose other heads could not be listed: its load stops.
+          this.moreHeads.get(m.id)?.rest(null);
+          this.moreHeads.delete(m.id);
+        }
         if (m.id !== undefined && this.requests.reject(m.id, e)) break;
         if (this.readyWaiter) {
           this.readyWaiter.reject(e);

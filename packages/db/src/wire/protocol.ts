@@ -45,7 +45,12 @@ export type ToEngine =
 
 export type FromEngine =
   | { t: "ready"; sessionId: string; engine: string; storage: string; user: User | null }
-  | { t: "opened"; id: number; repo: string; report: LoadReport; heads: Uint8Array; writable: boolean }
+  /** A repository is open: the first of its heads in key order, and how
+   * many it has (`total`); when `heads` holds fewer, a `moreHeads` with the
+   * same id follows with the others (listing them takes a while, and a
+   * query's first rows should not wait for it). */
+  | { t: "opened"; id: number; repo: string; report: LoadReport; heads: Uint8Array; total: number; writable: boolean }
+  | { t: "moreHeads"; id: number; repo: string; heads: Uint8Array }
   /** The session's user changed (login, logout); which open repositories it may write. */
   | { t: "user"; user: User | null; sessionId: string; writable: Record<string, boolean> }
   /** One outcome per write of batch `seq`, in order (`outcomes` in codec.ts). */
