@@ -8,6 +8,8 @@ import type { LoadReport, User } from "../wire/protocol.js";
 /** The parts of the wasm-bindgen `Engine` the host uses. */
 export interface WasmEngine {
   readonly sessionId: string;
+  /** Gives the engine's memory back (after `close`; wasm-bindgen's). */
+  free(): void;
   /** `checkpoint`: where the repository's checkpoint lives (rust/core/src/checkpoint.rs). */
   openBackend(repo: string, backend: LogBackend, checkpoint?: LogBackend): LoadReport;
   openMemory(repo: string): LoadReport;
