@@ -103,6 +103,12 @@ pub struct Commit {
 pub(crate) const BODY_FULL: u8 = 0;
 pub(crate) const BODY_DELTA: u8 = 1;
 
+/// Bytes of a delta body whose changes encode to `changes` bytes: tag,
+/// base id, changes (as `encode` writes it).
+pub(crate) fn delta_body_len(changes: usize) -> usize {
+    1 + 32 + changes
+}
+
 /// Everything before the body, plus where the parents start (so a stored
 /// commit can read them back without keeping a copy).
 pub(crate) struct Header<'a> {

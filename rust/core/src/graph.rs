@@ -32,6 +32,15 @@ pub struct Node {
     pub at: Option<crate::log::RecordMark>,
 }
 
+impl Node {
+    /// Depth, chain bytes and value bytes of a commit whose body (`body`
+    /// bytes) is a delta on this one: what integrating it records, and what
+    /// a writer checks before choosing a delta.
+    pub fn extended_by(&self, body: u32) -> (u16, u32, u32) {
+        (self.depth + 1, self.chain_bytes.saturating_add(body), self.value_bytes.saturating_add(body))
+    }
+}
+
 pub type Nodes = HashMap<CommitId, Node>;
 
 const FROM_A: u8 = 1;

@@ -251,8 +251,6 @@ impl Default for PendingLimits {
 struct KeyOrder {
     sorted: Vec<Arc<str>>,
     added: Vec<Arc<str>>,
-    /// While opening: the checkpoint's items were not in order.
-    unsorted: bool,
 }
 
 /// All items of one repository.
@@ -412,6 +410,9 @@ impl Repository {
         // repository share a few): two map lookups by string per item
         // were a tenth of opening 100k items.
         let mut last: Option<(SchemaId, bool, SchemaId)> = None;
+        // Whether the checkpoint's items were out of key order (one written
+        // before they were stored sorted).
+        let mut unsorted = false;
         for it in ck.items {
             let head = it.head.and_then(|(schema, range, folded)| {
                 let (keep, shared) = match &last {
@@ -430,12 +431,12 @@ impl Repository {
                 keep.then_some((shared, range, folded))
             });
             if repo.order.sorted.last().is_some_and(|last| **last >= *it.key) {
-                repo.order.unsorted = true;
+                unsorted = true;
             }
             repo.order.sorted.push(it.key.clone());
             repo.items.insert(it.key, ItemState { leaves: it.leaves, sealed_head: head, ..Default::default() });
         }
-        if std::mem::take(&mut repo.order.unsorted) {
+        if unsorted {
             // A checkpoint written before items were stored in key order.
             repo.order.sorted.sort_unstable();
         }
@@ -999,10 +1000,7 @@ impl Repository {
         let body = u32::try_from(c.body_len()).unwrap_or(u32::MAX);
         let (depth, chain_bytes, value_bytes) = match c.delta_base() {
             None => (0, 0, body),
-            Some(base) => {
-                let b = &self.nodes[&base];
-                (b.depth + 1, b.chain_bytes.saturating_add(body), b.value_bytes.saturating_add(body))
-            }
+            Some(base) => self.nodes[&base].extended_by(body),
         };
         if depth > max_chain(value_bytes) {
             return Err(Self::reject(
@@ -1521,9 +1519,9 @@ impl Repository {
                 change::encode(&mut d, &changes);
                 let mut f = crate::codec::Writer::new();
                 crate::value::encode_fields(&mut f, &data.fields);
-                // As `integrate` will count it: the body is tag ‖ base ‖ changes.
-                let value_bytes = u32::try_from(node.value_bytes as usize + 1 + 32 + d.len()).unwrap_or(u32::MAX);
-                if d.len() * 100 <= f.len() * 85 && node.chain_bytes as usize + d.len() <= f.len() && node.depth + 1 < max_chain(value_bytes) {
+                // The chain as `integrate` will record it.
+                let (depth, _, value_bytes) = node.extended_by(u32::try_from(crate::commit::delta_body_len(d.len())).unwrap_or(u32::MAX));
+                if d.len() * 100 <= f.len() * 85 && node.chain_bytes as usize + d.len() <= f.len() && depth < max_chain(value_bytes) {
                     return Ok(Body::Delta { base: *base, changes });
                 }
             }

@@ -156,20 +156,16 @@ fn field_of(d: &ItemData, field: &str) -> Option<Value> {
     if field == DELETED { Some(Value::Bool(d.deleted)) } else { d.fields.get(field).cloned() }
 }
 
+// History questions read from the log what they need (an item's questions
+// only that item's commits); what they read stays in memory until the
+// repository closes, because a commit in memory must have its delta chain
+// in memory (values are rebuilt along it).
 impl Repository {
-    /// Runs a history question. It reads from the log what it needs (an
-    /// item's questions only that item's commits); what it read stays in
-    /// memory until the repository closes, because a commit in memory must
-    /// have its delta chain in memory (values are rebuilt along it).
-    fn on_demand<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        f(self)
-    }
-
     /// The history of an item in the order its commits appeared (parents
     /// before children), each entry with the values it changed. Reads that
     /// item's commits from the log if they are only in the checkpoint.
     pub fn history(&mut self, key: &str) -> Result<Vec<HistoryEntry>> {
-        self.on_demand(|r| r.history_now(key, None, usize::MAX)).map(|(e, _)| e)
+        self.history_now(key, None, usize::MAX).map(|(e, _)| e)
     }
 
     /// One page of an item's history: the `limit` entries that appeared
@@ -180,38 +176,38 @@ impl Repository {
     /// history's. A `before` that is not in the item's history is
     /// `ERR_NOT_FOUND`.
     pub fn history_page(&mut self, key: &str, before: Option<CommitId>, limit: usize) -> Result<(Vec<HistoryEntry>, usize)> {
-        self.on_demand(|r| r.history_now(key, before, limit))
+        self.history_now(key, before, limit)
     }
 
     /// The item `key` as it was at a time or right after a commit of it;
     /// `None` if it did not exist yet. A commit of another item, or one
     /// this replica does not hold, is `ERR_NOT_FOUND`.
     pub fn item_at(&mut self, key: &str, at: At) -> Result<Option<Head>> {
-        self.on_demand(|r| r.item_at_now(key, at))
+        self.item_at_now(key, at)
     }
 
     /// Every item as it was at time `t` (items that did not exist yet are
     /// absent), by key. Reads the whole history.
     pub fn snapshot_at(&mut self, t: i64) -> Result<Vec<(Arc<str>, Head)>> {
-        self.on_demand(|r| r.snapshot_at_now(t))
+        self.snapshot_at_now(t)
     }
 
     /// Commits across items matching `keep`, in the order they appeared,
     /// with the values each changed: an audit log. Reads the whole history.
     pub fn audit(&mut self, keep: impl Fn(&StoredCommit) -> bool) -> Result<Vec<HistoryEntry>> {
-        self.on_demand(|r| r.audit_now(keep))
+        self.audit_now(keep)
     }
 
     /// The repository at `from`, then one step per commit that appeared
     /// after it, up to `to` (inclusive), each with its item's new value.
     pub fn playback(&mut self, from: i64, to: i64) -> Result<Playback> {
-        self.on_demand(|r| r.playback_now(from, to))
+        self.playback_now(from, to)
     }
 
     /// The conflicts a merge decided in item `key` and nobody settled since
     /// (see the module's rules). Reads that item's history.
     pub fn conflicts(&mut self, key: &str) -> Result<Vec<Conflict>> {
-        self.on_demand(|r| r.conflicts_now(key))
+        self.conflicts_now(key)
     }
 
     /// The values that revert `targets` (commits of this repository, any
@@ -219,7 +215,7 @@ impl Repository {
     /// the module's rules). Commits this replica does not hold are
     /// `ERR_NOT_FOUND`.
     pub fn revert_values(&mut self, targets: &[CommitId]) -> Result<Vec<(Arc<str>, Head)>> {
-        self.on_demand(|r| r.revert_values_now(targets))
+        self.revert_values_now(targets)
     }
 
     /// Reverts `targets` (see [`Repository::revert_values`]) as new commits
@@ -227,13 +223,13 @@ impl Repository {
     /// The values come from the items' own history, so a schema this
     /// replica does not know (a server) is not an obstacle.
     pub fn revert(&mut self, targets: &[CommitId], session: &SessionKey, now: i64) -> Result<Vec<CommitId>> {
-        self.on_demand(|r| r.revert_now(targets, session, now))
+        self.revert_now(targets, session, now)
     }
 
     /// Writes the item's value as it was at `commit` (a commit of it) as a
     /// new commit: "restore this version". `None` if that is the current value.
     pub fn restore(&mut self, key: &str, commit: CommitId, session: &SessionKey, now: i64) -> Result<Option<CommitId>> {
-        self.on_demand(|r| r.restore_now(key, commit, session, now))
+        self.restore_now(key, commit, session, now)
     }
     /// Every commit of `key` (the ancestors of its leaves), read from the
     /// log if they are only in the checkpoint; parents first.
