@@ -15,10 +15,10 @@ fn main() {
     println!("scan (crc of every record): {:?}, {} records", t.elapsed(), scan.records.len());
     let t = Instant::now();
     let mut parsed = Vec::with_capacity(scan.records.len());
-    for (_, payload) in scan.payloads(&bytes) {
-        parsed.push(StoredCommit::parse(payload.into(), false).unwrap());
+    for (_, c) in compact::commits(&bytes, &scan, "/data/items") {
+        parsed.push(StoredCommit::parse(c.unwrap(), false).unwrap());
     }
-    println!("parse + sha-256 of every commit: {:?}", t.elapsed());
+    println!("expand + parse + sha-256 of every commit: {:?}", t.elapsed());
     let mut reg = Registry::new();
     let _ =
         reg.register(Schema::new("w1", 1).field("title", FieldDef::new(FieldType::String).required()).field("count", FieldDef::new(FieldType::Number)).field("tags", FieldDef::new(FieldType::Set)));

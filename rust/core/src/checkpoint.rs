@@ -2,8 +2,9 @@
 //! opening costs O(items) instead of O(history) (DESIGN.md §5).
 //!
 //! ```text
-//! checkpoint = magic "IBEXCKPT" (8) ‖ format u32 LE (= 1) ‖ body ‖ crc32(body) u32 LE
-//! body   = mark ‖ digest ‖ varint n ‖ n × commit ‖ varint m ‖ m × item
+//! checkpoint = magic "IBEXCKPT" (8) ‖ format u32 LE (= 2) ‖ body ‖ crc32(body) u32 LE
+//! body   = str repo ‖ mark ‖ digest ‖ varint n ‖ n × commit ‖ n × u32 LE index ‖ tables
+//!          ‖ varint m ‖ m × item
 //! mark   = u8 0                                  (the log held no record)
 //!        | u8 1 ‖ varint offset ‖ varint len ‖ u32 LE crc
 //!                                                (the last record covered, as in the log)
@@ -13,6 +14,12 @@
 //!                                                (58 bytes, sorted by id, every integrated
 //!                                                commit; fixed size so it is searched
 //!                                                in place, never decoded whole)
+//! index  = the commits' places in the table, in log order (a compact
+//!          record names its parents by log offset: this finds them)
+//! tables = varint s ‖ s × (u8 0 | u8 1 ‖ 32 B session key)
+//!          ‖ varint k ‖ k × (u8 0 | u8 1 ‖ str ns ‖ varint version)
+//!                                                (the log's numbered sessions and
+//!                                                schemas, compact.rs; 0 = a hole)
 //! item   = str key ‖ varint k ‖ k × 32 B leaf id ‖ head
 //! head   = u8 0                                  (not computed when written)
 //!        | u8 1 or 2 ‖ str ns ‖ varint version ‖ bytes (u8 deleted ‖ fields, value.rs)
@@ -34,13 +41,16 @@ use std::ops::Range;
 
 use crate::codec::{Reader, Writer};
 use crate::commit::CommitId;
+use crate::compact::Tables;
 use crate::error::{Error, Result};
 use crate::log::RecordMark;
 use crate::repository::SetDigest;
 use crate::schema::SchemaId;
 
 pub const MAGIC: [u8; 8] = *b"IBEXCKPT";
-pub const FORMAT_VERSION: u32 = 1;
+/// Format 1 (before compact logs) is not read: such a checkpoint is
+/// rebuilt, which is also when its log is converted.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A commit as a checkpoint knows it: where it is and what the graph needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +102,8 @@ impl SealedCommit {
 pub struct Table {
     /// Where the records are in the checkpoint's bytes.
     pub at: Range<usize>,
+    /// Where the index in log order is (`len()` u32s).
+    pub by_offset: Range<usize>,
 }
 
 impl Table {
@@ -112,6 +124,34 @@ impl Table {
     pub fn get(&self, buf: &[u8], i: usize) -> SealedCommit {
         let at = self.at.start + i * COMMIT_RECORD;
         SealedCommit::read(&buf[at..at + COMMIT_RECORD])
+    }
+
+    /// The record whose commit starts at log offset `offset`.
+    pub fn find_offset(&self, buf: &[u8], offset: u64) -> Option<usize> {
+        let place = |k: usize| {
+            let at = self.by_offset.start + 4 * k;
+            u32::from_le_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize
+        };
+        let offset_of = |i: usize| {
+            let at = self.at.start + i * COMMIT_RECORD + 32;
+            u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"))
+        };
+        let n = self.len();
+        let (mut lo, mut hi) = (0, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            // A damaged index (the checksum held) finds nothing; never panics.
+            let i = place(mid);
+            if i >= n {
+                return None;
+            }
+            match offset_of(i).cmp(&offset) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(i),
+            }
+        }
+        None
     }
 
     /// Binary search by id.
@@ -142,9 +182,12 @@ pub struct SealedItem {
 /// A decoded checkpoint (heads still point into its bytes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
+    /// The repository's path (its log's compact records leave it out).
+    pub repo: String,
     pub mark: Option<RecordMark>,
     pub digest: SetDigest,
     pub commits: Table,
+    pub tables: Tables,
     pub items: Vec<SealedItem>,
 }
 
@@ -153,10 +196,12 @@ pub type ItemEntry<'a> = (&'a str, &'a [CommitId], Option<(&'a SchemaId, &'a [u8
 
 /// What to write: every commit and item, heads already encoded.
 pub struct Contents<'a> {
+    pub repo: &'a str,
     pub mark: Option<RecordMark>,
     pub digest: SetDigest,
     /// Sorted by id.
     pub commits: &'a [SealedCommit],
+    pub tables: &'a Tables,
     pub items: Vec<ItemEntry<'a>>,
 }
 
@@ -165,6 +210,7 @@ pub fn encode(c: &Contents) -> Vec<u8> {
     w.raw(&MAGIC);
     w.raw(&FORMAT_VERSION.to_le_bytes());
     let body_at = w.len();
+    w.str(c.repo);
     match c.mark {
         None => w.u8(0),
         Some(m) => {
@@ -179,6 +225,32 @@ pub fn encode(c: &Contents) -> Vec<u8> {
     w.varint(c.commits.len() as u64);
     for s in c.commits {
         s.write(&mut w);
+    }
+    let mut order: Vec<u32> = (0..c.commits.len() as u32).collect();
+    order.sort_unstable_by_key(|&i| c.commits[i as usize].offset);
+    for i in order {
+        w.raw(&i.to_le_bytes());
+    }
+    w.varint(c.tables.sessions.len() as u64);
+    for s in c.tables.sessions.values() {
+        match s {
+            None => w.u8(0),
+            Some(s) => {
+                w.u8(1);
+                w.raw(&s.0);
+            }
+        }
+    }
+    w.varint(c.tables.schemas.len() as u64);
+    for s in c.tables.schemas.values() {
+        match s {
+            None => w.u8(0),
+            Some(s) => {
+                w.u8(1);
+                w.str(&s.ns);
+                w.varint(s.version.into());
+            }
+        }
     }
     w.varint(c.items.len() as u64);
     for (key, leaves, head) in &c.items {
@@ -220,6 +292,7 @@ pub fn decode(buf: &[u8]) -> Result<Checkpoint> {
         return Err(bad("checksum mismatch (torn or damaged)"));
     }
     let mut r = Reader::new(body);
+    let repo = r.str("repository")?.to_owned();
     let mark = match r.u8("mark")? {
         0 => None,
         1 => {
@@ -232,10 +305,12 @@ pub fn decode(buf: &[u8]) -> Result<Checkpoint> {
     };
     let count = r.varint("digest count")?;
     let xor = r.array::<32>("digest")?;
-    let n = r.count("commits", COMMIT_RECORD)?;
+    let n = r.count("commits", COMMIT_RECORD + 4)?;
     let start = 12 + r.offset();
     r.take(n * COMMIT_RECORD, "commit table")?;
-    let commits = Table { at: start..start + n * COMMIT_RECORD };
+    let index = 12 + r.offset();
+    r.take(n * 4, "commit index")?;
+    let commits = Table { at: start..start + n * COMMIT_RECORD, by_offset: index..index + n * 4 };
     // Binary search trusts the order: check it (cheap next to reading).
     for i in 1..n {
         if commits.id(buf, i - 1) >= commits.id(buf, i) {
@@ -243,6 +318,22 @@ pub fn decode(buf: &[u8]) -> Result<Checkpoint> {
         }
     }
     let small = |v: u64, what: &str, r: &Reader| u32::try_from(v).map_err(|_| r.err(what));
+    let mut tables = Tables::default();
+    let k = r.count("sessions", 1)?;
+    for i in 0..k as u32 {
+        if r.bool("session present")? {
+            let s = crate::signing::SessionId(r.array("session key")?);
+            tables.sessions.define(i, s).map_err(|_| r.err("session table"))?;
+        }
+    }
+    let k = r.count("schemas", 1)?;
+    for i in 0..k as u32 {
+        if r.bool("schema present")? {
+            let ns = r.str("schema namespace")?;
+            let version = r.u32("schema version")?;
+            tables.schemas.define(i, SchemaId::new(ns, version)).map_err(|_| r.err("schema table"))?;
+        }
+    }
     let m = r.count("items", 3)?;
     let mut items = Vec::with_capacity(m);
     // Heads of a repository share a few namespaces: one string for each.
@@ -278,7 +369,36 @@ pub fn decode(buf: &[u8]) -> Result<Checkpoint> {
         items.push(SealedItem { key, leaves, head });
     }
     r.finish("checkpoint")?;
-    Ok(Checkpoint { mark, digest: SetDigest { count, xor }, commits, items })
+    Ok(Checkpoint { repo, mark, digest: SetDigest { count, xor }, commits, tables, items })
+}
+
+/// A log's old bytes, kept in the checkpoint's file while the log is
+/// rewritten in a newer format (the storage trait has no rename, and the
+/// checkpoint is the one file that may be overwritten: it can always be
+/// rebuilt). Found when opening, it means the rewrite was cut short: the
+/// log is restored from it and converted again.
+///
+/// ```text
+/// journal = magic "IBEXJRNL" ‖ varint len ‖ log bytes ‖ crc32(log bytes) u32 LE
+/// ```
+pub const JOURNAL_MAGIC: [u8; 8] = *b"IBEXJRNL";
+
+pub fn encode_journal(log: &[u8]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(log.len() + 24);
+    w.raw(&JOURNAL_MAGIC);
+    w.bytes(log);
+    w.raw(&crc32fast::hash(log).to_le_bytes());
+    w.into_bytes()
+}
+
+/// The log bytes of a complete journal; `None` for anything else (a
+/// checkpoint, or a journal torn while it was written — the log was not
+/// touched yet then).
+pub fn decode_journal(buf: &[u8]) -> Option<&[u8]> {
+    let mut r = Reader::new(buf.strip_prefix(&JOURNAL_MAGIC)?);
+    let log = r.bytes("journal").ok()?;
+    let crc = u32::from_le_bytes(r.array::<4>("journal crc").ok()?);
+    (r.is_empty() && crc32fast::hash(log) == crc).then_some(log)
 }
 
 #[cfg(test)]
@@ -293,9 +413,11 @@ mod tests {
         let leaves = [CommitId([2; 32])];
         let schema = SchemaId::new("task", 3);
         encode(&Contents {
+            repo: "/data/x",
             mark: Some(RecordMark { offset: 320, len: 90, crc: 0xdead_beef }),
             digest: SetDigest { count: 2, xor: [3; 32] },
             commits: &commits,
+            tables: &Tables::default(),
             items: vec![("k", &leaves, Some((&schema, &[0u8, 0][..], true))), ("other", &[], None)],
         })
     }
@@ -309,6 +431,9 @@ mod tests {
         assert_eq!(c.commits.find(&b, &CommitId([2; 32])), Some(1));
         assert_eq!(c.commits.get(&b, 1), SealedCommit { id: CommitId([2; 32]), offset: 320, len: 90, generation: 2, depth: 1, chain_bytes: 40, value_bytes: 240 });
         assert_eq!(c.commits.find(&b, &CommitId([9; 32])), None);
+        assert_eq!(c.commits.find_offset(&b, 320), Some(1));
+        assert_eq!(c.commits.find_offset(&b, 12), Some(0));
+        assert_eq!(c.commits.find_offset(&b, 13), None);
         assert_eq!(c.items[0].leaves, vec![CommitId([2; 32])]);
         let (schema, range, folded) = c.items[0].head.clone().unwrap();
         assert!(folded);

@@ -20,6 +20,7 @@ pub mod change;
 pub mod checkpoint;
 pub mod codec;
 pub mod commit;
+pub mod compact;
 pub mod error;
 pub mod graph;
 pub mod log;

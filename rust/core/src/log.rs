@@ -2,13 +2,21 @@
 //!
 //! ```text
 //! file   = header record*
-//! header = magic "IBEXLOG\0" (8 bytes) ‖ format version u32 LE (= 1)
+//! header = magic "IBEXLOG\0" (8 bytes) ‖ format version u32 LE (= 2; 1 is read)
 //! record = ┌──────────────┬──────────────┬──────────────────────────────┐
 //!          │ length u32 LE│ crc32 u32 LE │ payload (length bytes)        │
 //!          └──────────────┴──────────────┴──────────────────────────────┘
 //! payload = kind u8 ‖ data
-//!   kind 1 = a signed commit (commit.rs)
+//!   kind 1 = a signed commit as its canonical bytes (commit.rs)
+//!   kind 2 = a signed commit as a compact record (compact.rs; format 2 only)
+//!   kind 3 = the repository path the compact records belong to (the first
+//!            record of a repository's log in format 2: records leave it out)
 //! ```
+//!
+//! Format 1 logs (kind 1 records only) are still read. A repository with a
+//! checkpoint converts one on first open (see `Repository::open_checkpointed`);
+//! without one it keeps appending kind 1 records, so the file stays
+//! readable by the builds that wrote it.
 //!
 //! The CRC-32 (IEEE) covers the payload. Opening scans every record:
 //!
@@ -27,7 +35,9 @@ use crate::error::{Error, Result};
 use crate::storage::Storage;
 
 pub const MAGIC: [u8; 8] = *b"IBEXLOG\0";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this build reads.
+pub const OLDEST_FORMAT: u32 = 1;
 pub const HEADER_LEN: usize = 12;
 /// Largest record accepted; bigger lengths are treated as damage.
 pub const MAX_RECORD: usize = 16 << 20;
@@ -35,6 +45,8 @@ pub const MAX_RECORD: usize = 16 << 20;
 pub const WRITE_BUFFER: usize = 1 << 20;
 
 pub const KIND_COMMIT: u8 = 1;
+pub const KIND_COMPACT: u8 = 2;
+pub const KIND_REPO: u8 = 3;
 
 /// A damaged stretch of the log that was skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,25 +60,32 @@ pub struct Corruption {
 /// damage in the middle, and how much torn tail was cut.
 #[derive(Debug, Default)]
 pub struct Scan {
-    /// `(record offset, payload range)` into the scanned bytes.
-    pub records: Vec<(u64, std::ops::Range<usize>)>,
+    /// `(record offset, kind, payload range)` into the scanned bytes.
+    pub records: Vec<(u64, u8, std::ops::Range<usize>)>,
     pub corrupt: Vec<Corruption>,
     pub truncated_bytes: u64,
+    /// The log's format (of its header).
+    pub version: u32,
 }
 
 impl Scan {
-    /// `(record offset, payload)` of every good commit record in `buf`, the
+    /// `(record offset, kind, payload)` of every good record in `buf`, the
     /// bytes that were scanned.
-    pub fn payloads<'a>(&'a self, buf: &'a [u8]) -> impl Iterator<Item = (u64, &'a [u8])> + 'a {
-        self.records.iter().map(move |(o, r)| (*o, &buf[r.clone()]))
+    pub fn payloads<'a>(&'a self, buf: &'a [u8]) -> impl Iterator<Item = (u64, u8, &'a [u8])> + 'a {
+        self.records.iter().map(move |(o, k, r)| (*o, *k, &buf[r.clone()]))
     }
 }
 
 /// The 12-byte file header.
 pub fn header() -> [u8; HEADER_LEN] {
+    header_of(FORMAT_VERSION)
+}
+
+/// The header of a log in format `version`.
+pub fn header_of(version: u32) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..8].copy_from_slice(&MAGIC);
-    h[8..].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..].copy_from_slice(&version.to_le_bytes());
     h
 }
 
@@ -104,8 +123,8 @@ fn check_record(buf: &[u8], pos: usize) -> std::result::Result<usize, String> {
 
 /// Scans a whole log image (header included). Pure: touches no storage.
 pub fn scan(buf: &[u8]) -> Result<Scan> {
-    check_header(buf)?;
-    Ok(scan_from(buf, HEADER_LEN.min(buf.len()), 0))
+    let version = check_header(buf)?.unwrap_or(FORMAT_VERSION);
+    Ok(Scan { version, ..scan_from(buf, HEADER_LEN.min(buf.len()), 0) })
 }
 
 /// Scans the records of `buf` from `pos`; `base` is the file offset of
@@ -117,8 +136,8 @@ fn scan_from(buf: &[u8], mut pos: usize, base: u64) -> Scan {
         match check_record(buf, pos) {
             Ok(len) => {
                 let payload = &buf[pos + 8..pos + 8 + len];
-                if payload[0] == KIND_COMMIT {
-                    out.records.push((base + pos as u64, pos + 9..pos + 8 + len));
+                if matches!(payload[0], KIND_COMMIT | KIND_COMPACT | KIND_REPO) {
+                    out.records.push((base + pos as u64, payload[0], pos + 9..pos + 8 + len));
                 } else {
                     out.corrupt.push(Corruption { offset: base + pos as u64, len: (8 + len) as u64, reason: format!("unknown record kind {}", payload[0]) });
                 }
@@ -162,12 +181,12 @@ impl RecordMark {
     }
 }
 
-fn check_header(buf: &[u8]) -> Result<()> {
-    let h = header();
+/// Checks the header; returns the log's format (`None`: empty, or a header
+/// torn while the log was being created).
+fn check_header(buf: &[u8]) -> Result<Option<u32>> {
     if buf.len() < HEADER_LEN {
-        // Empty, or a header torn while the log was being created.
-        if buf == &h[..buf.len()] {
-            return Ok(());
+        if (OLDEST_FORMAT..=FORMAT_VERSION).any(|v| buf == &header_of(v)[..buf.len()]) {
+            return Ok(None);
         }
         return Err(Error::LogHeader("the file is not an Ibex log (bad magic); it was left untouched".into()));
     }
@@ -175,10 +194,13 @@ fn check_header(buf: &[u8]) -> Result<()> {
         return Err(Error::LogHeader("the file is not an Ibex log (bad magic); it was left untouched".into()));
     }
     let v = u32::from_le_bytes(buf[8..12].try_into().expect("4 bytes"));
-    if v != FORMAT_VERSION {
+    if v > FORMAT_VERSION {
         return Err(Error::LogHeader(format!("log format {v} is newer than this build supports ({FORMAT_VERSION}); upgrade Ibex to open it")));
     }
-    Ok(())
+    if v < OLDEST_FORMAT {
+        return Err(Error::LogHeader(format!("log format {v} is not one this build reads ({OLDEST_FORMAT} to {FORMAT_VERSION}); it was left untouched")));
+    }
+    Ok(Some(v))
 }
 
 /// An opened log, the bytes read and what their scan found.
@@ -219,6 +241,8 @@ pub struct Log {
     failed: bool,
     /// The last record appended or found (what a checkpoint refers to).
     last: Option<RecordMark>,
+    /// The file's format: what its records may be.
+    version: u32,
 }
 
 impl Log {
@@ -238,13 +262,14 @@ impl Log {
             storage.truncate(durable)?;
         }
         let last = match scan.records.last() {
-            Some((offset, range)) => {
+            Some((offset, _, range)) => {
                 let at = *offset as usize;
                 Some(RecordMark { offset: *offset, len: (range.end - at - 8) as u32, crc: u32::from_le_bytes(buf[at + 4..at + 8].try_into().expect("4 bytes")) })
             }
             None => None,
         };
-        Ok((Log { storage, unsynced: Vec::new(), written: 0, durable, failed: false, last }, buf, scan))
+        let version = scan.version;
+        Ok((Log { storage, unsynced: Vec::new(), written: 0, durable, failed: false, last, version }, buf, scan))
     }
 
     /// Opens a log at the end of a checkpoint: checks the header and that
@@ -260,7 +285,7 @@ impl Log {
         if head.len() < HEADER_LEN {
             return Ok(Err(storage));
         }
-        check_header(&head)?;
+        let version = check_header(&head)?.unwrap_or(FORMAT_VERSION);
         let from = match mark {
             None => HEADER_LEN as u64,
             Some(m) => {
@@ -278,20 +303,54 @@ impl Log {
         };
         let mut tail = vec![0u8; (len - from) as usize];
         read_exact_at(&mut *storage, from, &mut tail)?;
-        let scan = scan_from(&tail, 0, from);
+        let scan = Scan { version, ..scan_from(&tail, 0, from) };
         let mut durable = len;
         if scan.truncated_bytes > 0 {
             durable = len - scan.truncated_bytes;
             storage.truncate(durable)?;
         }
         let last = match scan.records.last() {
-            Some((offset, range)) => {
+            Some((offset, _, range)) => {
                 let at = (*offset - from) as usize;
                 Some(RecordMark { offset: *offset, len: (range.end - at - 8) as u32, crc: u32::from_le_bytes(tail[at + 4..at + 8].try_into().expect("4 bytes")) })
             }
             None => mark,
         };
-        Ok(Ok((Log { storage, unsynced: Vec::new(), written: 0, durable, failed: false, last }, tail, scan)))
+        Ok(Ok((Log { storage, unsynced: Vec::new(), written: 0, durable, failed: false, last, version }, tail, scan)))
+    }
+
+    /// The file's format (1: kind 1 records only).
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Where the next appended record will start.
+    pub fn next_offset(&self) -> u64 {
+        self.durable + self.unsynced.len() as u64
+    }
+
+    /// Everything durable in the file (a conversion's source).
+    pub fn read_durable(&mut self) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; self.durable as usize];
+        read_exact_at(&mut *self.storage, 0, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Replaces the whole file with `image` (a complete log of the current
+    /// format whose last record is `last`) and makes it durable. Not atomic:
+    /// the caller keeps what the file held somewhere durable first (see
+    /// `Repository::open_checkpointed`).
+    pub fn replace(&mut self, image: &[u8], last: Option<RecordMark>) -> Result<()> {
+        if !self.is_synced() {
+            return Err(Error::Storage("replacing a log with unflushed records".into()));
+        }
+        self.storage.truncate(0)?;
+        self.storage.append(image)?;
+        self.storage.flush()?;
+        self.durable = image.len() as u64;
+        self.last = last;
+        self.version = FORMAT_VERSION;
+        Ok(())
     }
 
     /// The last record written (or found when opening).
@@ -310,16 +369,16 @@ impl Log {
     }
 
     /// Reads the commit record at `mark` back from storage (a commit whose
-    /// bytes are not kept in memory), checking its checksum; returns the
-    /// payload without its kind byte.
-    pub fn read_record(&mut self, mark: RecordMark) -> Result<Vec<u8>> {
+    /// bytes are not kept in memory), checking its checksum; returns its
+    /// kind and the payload without the kind byte.
+    pub fn read_record(&mut self, mark: RecordMark) -> Result<(u8, Vec<u8>)> {
         if mark.end() > self.durable {
             return Err(Error::Storage(format!("record at {} is not on storage yet", mark.offset)));
         }
         let mut buf = vec![0u8; 8 + mark.len as usize];
         read_exact_at(&mut *self.storage, mark.offset, &mut buf)?;
         match check_record(&buf, 0) {
-            Ok(_) if buf[8] == KIND_COMMIT => Ok(buf[9..].to_vec()),
+            Ok(_) if buf[8] == KIND_COMMIT || buf[8] == KIND_COMPACT => Ok((buf[8], buf[9..].to_vec())),
             Ok(_) => Err(Error::Storage(format!("record at {} is not a commit", mark.offset))),
             Err(reason) => Err(Error::Storage(format!("record at {} changed on storage: {reason}", mark.offset))),
         }
@@ -393,7 +452,7 @@ mod tests {
     }
 
     fn payloads(s: &Scan, buf: &[u8]) -> Vec<Vec<u8>> {
-        s.payloads(buf).map(|(_, p)| p.to_vec()).collect()
+        s.payloads(buf).map(|(_, _, p)| p.to_vec()).collect()
     }
 
     #[test]
@@ -439,8 +498,15 @@ mod tests {
         assert_eq!(Log::open(Box::new(mem.clone())).err().unwrap().code(), "ERR_LOG_HEADER");
         assert_eq!(mem.bytes(), foreign);
         let mut newer = header().to_vec();
-        newer[8] = 2;
-        assert!(Log::open(Box::new(MemStorage::from_bytes(newer))).err().unwrap().to_string().contains("newer"));
+        newer[8] = FORMAT_VERSION as u8 + 1;
+        let mem = MemStorage::from_bytes(newer.clone());
+        let e = Log::open(Box::new(mem.clone())).err().unwrap();
+        assert_eq!(e.code(), "ERR_LOG_HEADER");
+        assert!(e.to_string().contains("log format 3 is newer than this build supports (2)"), "{e}");
+        assert_eq!(mem.bytes(), newer);
+        // The format before is read, and says so.
+        let (log, _, scan) = Log::open(Box::new(MemStorage::from_bytes(header_of(1).to_vec()))).unwrap();
+        assert_eq!((log.version(), scan.version), (1, 1));
     }
 
     /// Storage that fails writes or flushes on demand.

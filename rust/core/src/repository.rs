@@ -127,6 +127,9 @@ pub struct LoadReport {
     /// Commits whose parents were lost to corruption.
     pub pending: usize,
     pub checkpoint: CheckpointUse,
+    /// The log was in this older format and was converted to the current
+    /// one (`log.rs`, `compact.rs`) while opening.
+    pub converted_from: Option<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -203,6 +206,17 @@ struct Sealed {
 }
 
 impl Sealed {
+    /// The commit whose record starts at log offset `offset`, if the
+    /// checkpoint has it.
+    fn id_at(&self, buf: &[u8], offset: u64) -> Option<CommitId> {
+        self.table.find_offset(buf, offset).map(|i| CommitId(*self.table.id(buf, i)))
+    }
+
+    /// Where a checkpointed commit's record starts.
+    fn offset_of(&self, buf: &[u8], id: &CommitId) -> Option<u64> {
+        self.table.find(buf, id).map(|i| self.table.get(buf, i).offset)
+    }
+
     fn is_hot(&self, i: usize) -> bool {
         self.hot[i / 64] >> (i % 64) & 1 == 1
     }
@@ -210,6 +224,24 @@ impl Sealed {
     fn set_hot(&mut self, i: usize) {
         self.hot[i / 64] |= 1 << (i % 64);
     }
+}
+
+/// Appends a commit to a log: as a compact record where the log's format
+/// has them (`parent_at`: where a parent's record starts), else as its
+/// canonical bytes.
+fn append_commit(log: &mut Log, tables: &mut crate::compact::Tables, c: &StoredCommit, parent_at: impl Fn(&CommitId) -> Option<u64>) -> Result<RecordMark> {
+    if log.version() < crate::log::FORMAT_VERSION {
+        return log.append(crate::log::KIND_COMMIT, c.bytes());
+    }
+    if log.next_offset() == crate::log::HEADER_LEN as u64 {
+        // The first record names the repository the compact ones belong to.
+        log.append(crate::log::KIND_REPO, c.repo().as_bytes())?;
+    }
+    let (record, defined) = crate::compact::encode(c, log.next_offset(), parent_at, tables);
+    let mark = log.append(crate::log::KIND_COMPACT, &record)?;
+    // Only once the record is in the log: a failed append defines nothing.
+    tables.announce(defined);
+    Ok(mark)
 }
 
 /// The sort of commit orders: commits ranked by a tuple. Every closure
@@ -285,6 +317,8 @@ pub struct Repository {
     /// The bytes of the checkpoint opened from (sealed heads point into it).
     ckpt_buf: Vec<u8>,
     checkpoint: Option<CheckpointState>,
+    /// The log's numbered sessions and schemas (compact records).
+    tables: crate::compact::Tables,
 }
 
 /// An order-independent summary of a set of commit ids — how many, and the
@@ -335,6 +369,7 @@ impl Repository {
             cold: 0,
             ckpt_buf: Vec::new(),
             checkpoint: None,
+            tables: Default::default(),
         }
     }
 
@@ -361,12 +396,26 @@ impl Repository {
     /// when it can be trusted — O(items) — else by scanning the whole log,
     /// after which a new checkpoint is written. Either way the result is
     /// the same repository; `report.checkpoint` says which path was taken.
-    pub fn open_checkpointed(path: RepoPath, registry: Arc<Registry>, log: Box<dyn Storage>, mut checkpoint: Box<dyn Storage>) -> Result<(Self, LoadReport)> {
+    ///
+    /// A log in an older format (`log.rs`) is converted on the way, unless
+    /// its scan found damage (then it is kept as it is, damage included,
+    /// and appended to in its own format). The old bytes are first kept in
+    /// the checkpoint's file (`checkpoint::encode_journal`), so a crash in
+    /// the middle of the rewrite loses nothing: the next open restores the
+    /// log from them and converts again.
+    pub fn open_checkpointed(path: RepoPath, registry: Arc<Registry>, mut log: Box<dyn Storage>, mut checkpoint: Box<dyn Storage>) -> Result<(Self, LoadReport)> {
         let bytes = checkpoint.read_all().unwrap_or_default();
+        if let Some(old) = checkpoint::decode_journal(&bytes) {
+            log.truncate(0)?;
+            log.append(old)?;
+            log.flush()?;
+            return Self::rebuild(path, registry, log, checkpoint, Some("converting the log to the current format was cut short: it was restored and converted again".into()));
+        }
         let why = if bytes.is_empty() {
             None
         } else {
             match checkpoint::decode(&bytes) {
+                Ok(ck) if ck.repo != path.as_str() => Some(format!("it belongs to {}", ck.repo)),
                 Ok(ck) => match Log::open_after(log, ck.mark)? {
                     Ok((log, tail, scan)) => {
                         let mut repo = Self::from_checkpoint(path, registry, ck, bytes);
@@ -391,6 +440,11 @@ impl Repository {
     fn rebuild(path: RepoPath, registry: Arc<Registry>, log: Box<dyn Storage>, checkpoint: Box<dyn Storage>, why: Option<String>) -> Result<(Self, LoadReport)> {
         let (mut repo, mut report) = Self::open(path, registry, log)?;
         repo.checkpoint = Some(CheckpointState { storage: checkpoint, commits: 0, bytes: 0, current: false });
+        let version = repo.log.as_ref().map_or(crate::log::FORMAT_VERSION, Log::version);
+        if version < crate::log::FORMAT_VERSION && report.corrupt.is_empty() && report.rejected.is_empty() && report.pending == 0 {
+            repo.convert_log()?;
+            report.converted_from = Some(version);
+        }
         report.checkpoint = match why {
             Some(why) => CheckpointUse::Rebuilt(why),
             None if report.commits == 0 => CheckpointUse::Created,
@@ -400,9 +454,47 @@ impl Repository {
         Ok((repo, report))
     }
 
+    /// Rewrites the log (everything in it is in `nodes`, in log order by
+    /// their marks) in the current format, compact records throughout.
+    fn convert_log(&mut self) -> Result<()> {
+        let (Some(log), Some(ck)) = (&mut self.log, &mut self.checkpoint) else { return Ok(()) };
+        let old = log.read_durable()?;
+        // First the old bytes where a crash finds them.
+        ck.storage.truncate(0)?;
+        ck.storage.append(&checkpoint::encode_journal(&old))?;
+        ck.storage.flush()?;
+        ck.current = false;
+        let mut order: Vec<(u64, CommitId)> = Vec::with_capacity(self.nodes.len());
+        for (id, n) in &self.nodes {
+            let at = n.at.ok_or_else(|| Error::Storage(format!("commit {} has no place in the log", id.to_hex())))?;
+            order.push((at.offset, *id));
+        }
+        order.sort_unstable();
+        let mut image = crate::log::header().to_vec();
+        image.extend_from_slice(&crate::log::frame(crate::log::KIND_REPO, self.path.as_str().as_bytes()));
+        let mut tables = crate::compact::Tables::default();
+        let mut last = None;
+        for (_, id) in order {
+            let at = image.len() as u64;
+            let nodes = &self.nodes;
+            // Parents come first in the log: theirs are already new marks.
+            let (record, defined) = crate::compact::encode(&nodes[&id].commit, at, |p| nodes.get(p).and_then(|n| n.at).map(|m| m.offset), &tables);
+            tables.announce(defined);
+            let framed = crate::log::frame(crate::log::KIND_COMPACT, &record);
+            let mark = RecordMark { offset: at, len: (record.len() + 1) as u32, crc: u32::from_le_bytes(framed[4..8].try_into().expect("4 bytes")) };
+            image.extend_from_slice(&framed);
+            self.nodes.get_mut(&id).expect("listed above").at = Some(mark);
+            last = Some(mark);
+        }
+        log.replace(&image, last)?;
+        self.tables = tables;
+        Ok(())
+    }
+
     fn from_checkpoint(path: RepoPath, registry: Arc<Registry>, ck: checkpoint::Checkpoint, bytes: Vec<u8>) -> Self {
         let mut repo = Repository::new(path, registry);
         repo.digest = ck.digest;
+        repo.tables = ck.tables;
         repo.cold = ck.commits.len();
         repo.sealed = Sealed { hot: vec![0; ck.commits.len().div_ceil(64)], table: ck.commits };
         repo.items.reserve(ck.items.len());
@@ -447,10 +539,32 @@ impl Repository {
     /// Integrates the commit records of a scanned log region.
     fn load(&mut self, buf: &[u8], scan: &crate::log::Scan, report: &mut LoadReport) {
         self.track_changes = false;
-        for ((offset, range), (_, payload)) in scan.records.iter().zip(scan.payloads(buf)) {
+        // Parents of compact records in this region, by log offset.
+        let mut seen = crate::compact::Seen::default();
+        // The repository the log says its compact records belong to, when
+        // it is not this one.
+        let mut foreign: Option<String> = None;
+        for ((offset, _, range), (_, kind, payload)) in scan.records.iter().zip(scan.payloads(buf)) {
             // The payload range starts after the record header and kind byte.
             let mark = RecordMark { offset: *offset, len: (range.end - range.start + 1) as u32, crc: 0 };
-            let res = StoredCommit::parse(payload.into(), false).and_then(|c| self.insert_stored_inner(c, false, 0, 0, Some(mark)));
+            if kind == crate::log::KIND_REPO {
+                let named = String::from_utf8_lossy(payload);
+                foreign = (named != self.path.as_str()).then(|| named.into_owned());
+                continue;
+            }
+            let parsed = if let (crate::log::KIND_COMPACT, Some(other)) = (kind, &foreign) {
+                Err(Error::InvalidCommit { id: String::new(), reason: format!("belongs to {other}, not {} (the log says so)", self.path) })
+            } else if kind == crate::log::KIND_COMPACT {
+                let (sealed, ckpt) = (&self.sealed, &self.ckpt_buf);
+                crate::compact::expand(payload, *offset, self.path.as_str(), &mut self.tables, |o| seen.get(o).or_else(|| sealed.id_at(ckpt, o)))
+                    .and_then(|(bytes, id)| StoredCommit::parse_known(bytes, id))
+            } else {
+                StoredCommit::parse(payload.into(), false)
+            };
+            let res = parsed.and_then(|c| {
+                seen.push(*offset, c.id);
+                self.insert_stored_inner(c, false, 0, 0, Some(mark))
+            });
             match res {
                 Ok(_) => report.commits += 1,
                 Err(e) => report.rejected.push((*offset, e)),
@@ -545,7 +659,7 @@ impl Repository {
             };
             items.push((&**k, &item.leaves[..], h));
         }
-        let bytes = checkpoint::encode(&checkpoint::Contents { mark, digest: self.digest, commits: &commits, items });
+        let bytes = checkpoint::encode(&checkpoint::Contents { repo: self.path.as_str(), mark, digest: self.digest, commits: &commits, tables: &self.tables, items });
         let ck = self.checkpoint.as_mut().expect("checked above");
         ck.storage.truncate(0)?;
         ck.storage.append(&bytes)?;
@@ -580,10 +694,12 @@ impl Repository {
             return Err(Error::Storage("persist_to needs an empty log".into()));
         }
         let ids: Vec<CommitId> = self.commits_in_order().iter().map(|c| c.id).collect();
+        self.tables = Default::default();
         for id in ids {
-            let n = self.nodes.get_mut(&id).expect("listed above");
+            let nodes = &self.nodes;
+            let mark = append_commit(&mut log, &mut self.tables, &nodes[&id].commit, |p| nodes.get(p).and_then(|n| n.at).map(|m| m.offset))?;
             // Where it lives, for a checkpoint to point at.
-            n.at = Some(log.append(crate::log::KIND_COMMIT, n.commit.bytes())?);
+            self.nodes.get_mut(&id).expect("listed above").at = Some(mark);
         }
         self.log = Some(log);
         Ok(())
@@ -772,8 +888,18 @@ impl Repository {
         let Some(i) = self.sealed_at(id) else { return Ok(false) };
         let s = self.sealed.table.get(&self.ckpt_buf, i);
         let log = self.log.as_mut().ok_or_else(|| Error::Storage("a checkpointed repository without its log".into()))?;
-        let bytes = log.read_record(s.mark())?;
-        let mut c = StoredCommit::parse_known(bytes.into_boxed_slice(), s.id)?;
+        let mut c = match log.read_record(s.mark())? {
+            (crate::log::KIND_COMPACT, payload) => {
+                let (sealed, ckpt) = (&self.sealed, &self.ckpt_buf);
+                // Parents of a checkpointed commit are checkpointed too.
+                let (bytes, id) = crate::compact::expand(&payload, s.offset, self.path.as_str(), &mut self.tables, |o| sealed.id_at(ckpt, o))?;
+                if id != s.id {
+                    return Err(Error::Storage(format!("the log record at {} expands to commit {}, not {} as the checkpoint says", s.offset, id.to_hex(), s.id.to_hex())));
+                }
+                StoredCommit::parse_known(bytes, id)?
+            }
+            (_, bytes) => StoredCommit::parse_known(bytes.into_boxed_slice(), s.id)?,
+        };
         if let Some(ns) = self.registry.intern(&c.schema.ns) {
             c.schema.ns = ns;
         }
@@ -1027,7 +1153,8 @@ impl Repository {
         };
         let at = match (&mut self.log, at) {
             (Some(log), None) => {
-                let mark = log.append(crate::log::KIND_COMMIT, c.bytes())?;
+                let (nodes, sealed, ckpt) = (&self.nodes, &self.sealed, &self.ckpt_buf);
+                let mark = append_commit(log, &mut self.tables, &c, |p| nodes.get(p).and_then(|n| n.at).map(|m| m.offset).or_else(|| sealed.offset_of(ckpt, p)))?;
                 if let Some(ck) = &mut self.checkpoint {
                     ck.commits += 1;
                     ck.bytes += u64::from(mark.len) + 8;

@@ -143,6 +143,12 @@ impl StoredCommit {
         Some(CommitId(id))
     }
 
+    /// The body as encoded: tag, then a full value or a delta's base and
+    /// changes (what a compact log record keeps of it).
+    pub(crate) fn body_bytes(&self) -> &[u8] {
+        &self.commit_bytes()[self.body_at as usize..]
+    }
+
     /// Encoded size of the body (a full value, or a delta's base and changes).
     pub fn body_len(&self) -> usize {
         self.commit_bytes().len().saturating_sub(self.body_at as usize)

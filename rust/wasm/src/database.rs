@@ -158,7 +158,8 @@ impl Database {
             }
             let (log, buf, scan) = Log::open(storage)?;
             let mut report = LoadReport { corrupt: scan.corrupt.clone(), truncated_bytes: scan.truncated_bytes, ..Default::default() };
-            for (offset, payload) in scan.payloads(&buf) {
+            // Certificates are kept as plain commit records (kind 1).
+            for (offset, _, payload) in scan.payloads(&buf) {
                 // Certificates of a root this database no longer trusts, or
                 // written before they were stored alone, are skipped: the
                 // server sends them again when they are needed.
@@ -463,8 +464,9 @@ impl Database {
         let trust = self.sync.trust();
         let r = self.repos.0.get_mut(&path).ok_or_else(|| Error::path(repo, "the repository is not open; open it first"))?;
         let (mut added, mut rejected) = (0, scan.corrupt.len() + usize::from(scan.truncated_bytes > 0));
-        for (_, payload) in scan.payloads(image) {
-            let res = StoredCommit::parse(payload.into(), true).and_then(|c| {
+        // A raw log of this repository (compact records) reads too.
+        for (_, bytes) in ibex_core::compact::commits(image, &scan, path.as_str()) {
+            let res = bytes.and_then(|b| StoredCommit::parse(b, true)).and_then(|c| {
                 trust.verify(&c)?;
                 r.insert_stored(c)
             });
@@ -640,7 +642,7 @@ mod tests {
         c.open("/data/todos", Box::new(MemStorage::new()), None).unwrap();
         let scan = ibex_core::log::scan(&image).unwrap();
         let mut forged = ibex_core::log::header().to_vec();
-        for (_, p) in scan.payloads(&image) {
+        for (_, _, p) in scan.payloads(&image) {
             let mut p = p.to_vec();
             let i = p.len() - 70;
             p[i] ^= 1;
