@@ -2,9 +2,11 @@
 //! opening costs O(items) instead of O(history) (DESIGN.md §5).
 //!
 //! ```text
-//! checkpoint = magic "IBEXCKPT" (8) ‖ format u32 LE (= 2) ‖ body ‖ crc32(body) u32 LE
-//! body   = str repo ‖ mark ‖ digest ‖ varint n ‖ n × commit ‖ n × u32 LE index ‖ tables
+//! checkpoint = magic "IBEXCKPT" (8) ‖ format u32 LE (= 2) ‖ head length u32 LE
+//!          ‖ head ‖ crc32(head) u32 LE ‖ table
+//! head   = str repo ‖ mark ‖ digest ‖ varint n ‖ u32 LE crc32(table) ‖ tables
 //!          ‖ varint m ‖ m × item
+//! table  = n × commit ‖ n × u32 LE index        (read when first needed, not at open)
 //! mark   = u8 0                                  (the log held no record)
 //!        | u8 1 ‖ varint offset ‖ varint len ‖ u32 LE crc
 //!                                                (the last record covered, as in the log)
@@ -28,8 +30,12 @@
 //! ```
 //!
 //! A checkpoint covers the log up to the end of `mark`'s record; opening
-//! reads it, checks that the log still holds that record there (length and
-//! checksum), and integrates only the records after it. Commit bodies stay
+//! reads its head (not the table: its size grows with the history, and
+//! opening needs only the items), checks that the file is as long as the
+//! head says, that the log still holds the mark's record there (length and
+//! checksum), and integrates only the records after it. The table is read
+//! and checked against its checksum the first time a commit below the
+//! checkpoint is needed (history, a deep merge, a peer, the next checkpoint). Commit bodies stay
 //! in the log and are read by offset when a merge, history or a peer needs
 //! them. A checkpoint that is torn (checksum), from another format, or
 //! stale (the log is shorter or differs at the mark) is never trusted: the
@@ -46,6 +52,7 @@ use crate::error::{Error, Result};
 use crate::log::RecordMark;
 use crate::repository::SetDigest;
 use crate::schema::SchemaId;
+use crate::storage::Storage;
 
 pub const MAGIC: [u8; 8] = *b"IBEXCKPT";
 /// Format 1 (before compact logs) is not read: such a checkpoint is
@@ -97,46 +104,66 @@ impl SealedCommit {
     }
 }
 
-/// The commit table of a checkpoint, searched in place.
+/// The commit table of a checkpoint, searched in place in its bytes (read
+/// from the file at `file_at` when first needed).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Table {
-    /// Where the records are in the checkpoint's bytes.
-    pub at: Range<usize>,
-    /// Where the index in log order is (`len()` u32s).
-    pub by_offset: Range<usize>,
+    /// Number of commits.
+    pub n: usize,
+    /// Where the table starts in the checkpoint's file.
+    pub file_at: u64,
+    /// CRC-32 of the table's bytes (kept in the head).
+    pub crc: u32,
 }
 
 impl Table {
     pub fn len(&self) -> usize {
-        self.at.len() / COMMIT_RECORD
+        self.n
     }
 
     pub fn is_empty(&self) -> bool {
-        self.at.is_empty()
+        self.n == 0
+    }
+
+    /// Bytes of the table in the file.
+    pub fn byte_len(&self) -> usize {
+        self.n * (COMMIT_RECORD + 4)
+    }
+
+    /// Checks bytes read from the file for this table.
+    pub fn check(&self, buf: &[u8]) -> Result<()> {
+        if buf.len() != self.byte_len() || crc32fast::hash(buf) != self.crc {
+            return Err(Error::Storage("the checkpoint's commit table is damaged (checksum mismatch); reopening rebuilds it from the log".into()));
+        }
+        // Binary search trusts the order: check it (cheap next to reading).
+        if (1..self.n).any(|i| self.id(buf, i - 1) >= self.id(buf, i)) {
+            return Err(Error::Storage("the checkpoint's commit table is out of order; reopening rebuilds it from the log".into()));
+        }
+        Ok(())
     }
 
     /// The id of record `i`.
     pub fn id<'a>(&self, buf: &'a [u8], i: usize) -> &'a [u8; 32] {
-        let at = self.at.start + i * COMMIT_RECORD;
+        let at = i * COMMIT_RECORD;
         buf[at..at + 32].try_into().expect("32 bytes")
     }
 
     pub fn get(&self, buf: &[u8], i: usize) -> SealedCommit {
-        let at = self.at.start + i * COMMIT_RECORD;
+        let at = i * COMMIT_RECORD;
         SealedCommit::read(&buf[at..at + COMMIT_RECORD])
     }
 
     /// The record whose commit starts at log offset `offset`.
     pub fn find_offset(&self, buf: &[u8], offset: u64) -> Option<usize> {
+        let n = self.n;
         let place = |k: usize| {
-            let at = self.by_offset.start + 4 * k;
+            let at = n * COMMIT_RECORD + 4 * k;
             u32::from_le_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize
         };
         let offset_of = |i: usize| {
-            let at = self.at.start + i * COMMIT_RECORD + 32;
+            let at = i * COMMIT_RECORD + 32;
             u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"))
         };
-        let n = self.len();
         let (mut lo, mut hi) = (0, n);
         while lo < hi {
             let mid = (lo + hi) / 2;
@@ -156,7 +183,7 @@ impl Table {
 
     /// Binary search by id.
     pub fn find(&self, buf: &[u8], id: &CommitId) -> Option<usize> {
-        let (mut lo, mut hi) = (0, self.len());
+        let (mut lo, mut hi) = (0, self.n);
         while lo < hi {
             let mid = (lo + hi) / 2;
             match self.id(buf, mid).cmp(&id.0) {
@@ -206,10 +233,17 @@ pub struct Contents<'a> {
 }
 
 pub fn encode(c: &Contents) -> Vec<u8> {
-    let mut w = Writer::with_capacity(64 + c.commits.len() * 48 + c.items.len() * 96);
-    w.raw(&MAGIC);
-    w.raw(&FORMAT_VERSION.to_le_bytes());
-    let body_at = w.len();
+    let mut table = Writer::with_capacity(c.commits.len() * (COMMIT_RECORD + 4));
+    for s in c.commits {
+        s.write(&mut table);
+    }
+    let mut order: Vec<u32> = (0..c.commits.len() as u32).collect();
+    order.sort_unstable_by_key(|&i| c.commits[i as usize].offset);
+    for i in order {
+        table.raw(&i.to_le_bytes());
+    }
+    let table = table.into_bytes();
+    let mut w = Writer::with_capacity(64 + c.items.len() * 96);
     w.str(c.repo);
     match c.mark {
         None => w.u8(0),
@@ -223,14 +257,7 @@ pub fn encode(c: &Contents) -> Vec<u8> {
     w.varint(c.digest.count);
     w.raw(&c.digest.xor);
     w.varint(c.commits.len() as u64);
-    for s in c.commits {
-        s.write(&mut w);
-    }
-    let mut order: Vec<u32> = (0..c.commits.len() as u32).collect();
-    order.sort_unstable_by_key(|&i| c.commits[i as usize].offset);
-    for i in order {
-        w.raw(&i.to_le_bytes());
-    }
+    w.raw(&crc32fast::hash(&table).to_le_bytes());
     w.varint(c.tables.sessions.len() as u64);
     for s in c.tables.sessions.values() {
         match s {
@@ -269,25 +296,117 @@ pub fn encode(c: &Contents) -> Vec<u8> {
             }
         }
     }
-    let mut out = w.into_bytes();
-    let crc = crc32fast::hash(&out[body_at..]);
-    out.extend_from_slice(&crc.to_le_bytes());
+    let head = w.into_bytes();
+    let mut out = Vec::with_capacity(PREFIX + head.len() + 4 + table.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&crc32fast::hash(&head).to_le_bytes());
+    out.extend_from_slice(&table);
     out
 }
 
-/// Decodes and checks a checkpoint. Every way it can be wrong is an error
-/// (the caller then scans the log): never a panic, never a partial result.
+/// Magic, format and head length.
+pub const PREFIX: usize = 16;
+
+/// What a checkpoint's file holds.
+pub enum Found {
+    /// An empty file.
+    Nothing,
+    /// A conversion's journal (see [`encode_journal`]): the log bytes.
+    Journal(Vec<u8>),
+    /// A checkpoint, and the bytes its items' heads point into (the table
+    /// is still in the file).
+    Checkpoint(Box<Checkpoint>, Vec<u8>),
+    /// Not to be trusted, and why.
+    Damaged(String),
+}
+
+/// Reads what opening needs from a checkpoint's file: the head, not the
+/// table. Every way it can be wrong is `Damaged` (the caller then scans the
+/// log): never a panic, never a partial result.
+pub fn read(storage: &mut dyn Storage) -> Found {
+    match read_inner(storage) {
+        Ok(f) => f,
+        Err(e) => Found::Damaged(e.to_string()),
+    }
+}
+
+fn read_inner(storage: &mut dyn Storage) -> Result<Found> {
+    let len = storage.len()?;
+    if len == 0 {
+        return Ok(Found::Nothing);
+    }
+    let mut prefix = [0u8; PREFIX];
+    let got = read_at_most(storage, 0, &mut prefix)?;
+    if prefix[..got.min(8)] == JOURNAL_MAGIC[..got.min(8)] && got >= 8 {
+        let all = storage.read_all()?;
+        return Ok(match decode_journal(&all) {
+            Some(log) => Found::Journal(log.to_vec()),
+            None => Found::Damaged("a journal torn while it was written".into()),
+        });
+    }
+    if got < PREFIX || prefix[..8] != MAGIC {
+        return Err(Error::Storage("checkpoint is not an Ibex checkpoint (or is torn)".into()));
+    }
+    let version = u32::from_le_bytes(prefix[8..12].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(Error::Storage(format!("checkpoint has format {version}, this build reads {FORMAT_VERSION}")));
+    }
+    let head_len = u32::from_le_bytes(prefix[12..16].try_into().expect("4 bytes")) as u64;
+    if head_len + 4 > len - PREFIX as u64 {
+        return Err(Error::Storage("checkpoint is torn (shorter than its head)".into()));
+    }
+    let mut buf = vec![0u8; PREFIX + head_len as usize + 4];
+    read_at_most(storage, 0, &mut buf)?;
+    let ck = decode(&buf)?;
+    if ck.commits.file_at + ck.commits.byte_len() as u64 != len {
+        return Err(Error::Storage(format!("checkpoint is torn or stale: {len} bytes, its head says {}", ck.commits.file_at + ck.commits.byte_len() as u64)));
+    }
+    Ok(Found::Checkpoint(Box::new(ck), buf))
+}
+
+/// Reads up to `buf.len()` bytes at `offset`; how many there were.
+fn read_at_most(storage: &mut dyn Storage, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    let mut at = 0;
+    while at < buf.len() {
+        let n = storage.read_at(offset + at as u64, &mut buf[at..])?;
+        if n == 0 {
+            break;
+        }
+        at += n;
+    }
+    Ok(at)
+}
+
+/// Reads a checkpoint's table from its file and checks it.
+pub fn read_table(storage: &mut dyn Storage, table: &Table) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; table.byte_len()];
+    if read_at_most(storage, table.file_at, &mut buf)? != buf.len() {
+        return Err(Error::Storage("the checkpoint's commit table is cut short; reopening rebuilds it from the log".into()));
+    }
+    table.check(&buf)?;
+    Ok(buf)
+}
+
+/// Decodes and checks a checkpoint's prefix and head (`buf` may hold the
+/// table after them, or not).
 pub fn decode(buf: &[u8]) -> Result<Checkpoint> {
     let bad = |what: &str| Error::Storage(format!("checkpoint {what}"));
-    if buf.len() < 16 || buf[..8] != MAGIC {
+    if buf.len() < PREFIX + 4 || buf[..8] != MAGIC {
         return Err(bad("is not an Ibex checkpoint (or is torn)"));
     }
     let version = u32::from_le_bytes(buf[8..12].try_into().expect("4 bytes"));
     if version != FORMAT_VERSION {
         return Err(bad(&format!("has format {version}, this build reads {FORMAT_VERSION}")));
     }
-    let body = &buf[12..buf.len() - 4];
-    let crc = u32::from_le_bytes(buf[buf.len() - 4..].try_into().expect("4 bytes"));
+    let head_len = u32::from_le_bytes(buf[12..16].try_into().expect("4 bytes")) as usize;
+    if buf.len() < PREFIX + head_len + 4 {
+        return Err(bad("is torn (shorter than its head)"));
+    }
+    let body = &buf[PREFIX..PREFIX + head_len];
+    let crc = u32::from_le_bytes(buf[PREFIX + head_len..PREFIX + head_len + 4].try_into().expect("4 bytes"));
     if crc32fast::hash(body) != crc {
         return Err(bad("checksum mismatch (torn or damaged)"));
     }
@@ -305,18 +424,12 @@ pub fn decode(buf: &[u8]) -> Result<Checkpoint> {
     };
     let count = r.varint("digest count")?;
     let xor = r.array::<32>("digest")?;
-    let n = r.count("commits", COMMIT_RECORD + 4)?;
-    let start = 12 + r.offset();
-    r.take(n * COMMIT_RECORD, "commit table")?;
-    let index = 12 + r.offset();
-    r.take(n * 4, "commit index")?;
-    let commits = Table { at: start..start + n * COMMIT_RECORD, by_offset: index..index + n * 4 };
-    // Binary search trusts the order: check it (cheap next to reading).
-    for i in 1..n {
-        if commits.id(buf, i - 1) >= commits.id(buf, i) {
-            return Err(r.err("commits out of order"));
-        }
+    let n = usize::try_from(r.varint("commits")?).map_err(|_| r.err("commits"))?;
+    if n.checked_mul(COMMIT_RECORD + 4).is_none_or(|b| b > u32::MAX as usize) {
+        return Err(r.err("commit count"));
     }
+    let table_crc = u32::from_le_bytes(r.array::<4>("table crc")?);
+    let commits = Table { n, file_at: (PREFIX + head_len + 4) as u64, crc: table_crc };
     let small = |v: u64, what: &str, r: &Reader| u32::try_from(v).map_err(|_| r.err(what));
     let mut tables = Tables::default();
     let k = r.count("sessions", 1)?;
@@ -361,8 +474,8 @@ pub fn decode(buf: &[u8]) -> Result<Checkpoint> {
                 let len = r.varint("head length")? as usize;
                 let at = r.offset();
                 r.take(len, "head")?;
-                // Offsets into `buf` (the body starts at 12).
-                Some((SchemaId::new(ns, version), 12 + at..12 + at + len, tag == 1))
+                // Offsets into `buf` (the head starts after the prefix).
+                Some((SchemaId::new(ns, version), PREFIX + at..PREFIX + at + len, tag == 1))
             }
             _ => return Err(r.err("head tag")),
         };
@@ -424,8 +537,14 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let b = sample();
-        let c = decode(&b).unwrap();
+        let all = sample();
+        let c = decode(&all).unwrap();
+        assert_eq!(c.repo, "/data/x");
+        let mut st = crate::storage::MemStorage::from_bytes(all.clone());
+        let Found::Checkpoint(head, hb) = read(&mut st) else { panic!("not read") };
+        assert_eq!(*head, c);
+        assert!(hb.len() < all.len(), "the table is not read at open");
+        let b = read_table(&mut st, &c.commits).unwrap();
         assert_eq!(c.mark, Some(RecordMark { offset: 320, len: 90, crc: 0xdead_beef }));
         assert_eq!(c.commits.len(), 2);
         assert_eq!(c.commits.find(&b, &CommitId([2; 32])), Some(1));
@@ -438,20 +557,34 @@ mod tests {
         let (schema, range, folded) = c.items[0].head.clone().unwrap();
         assert!(folded);
         assert_eq!(schema, SchemaId::new("task", 3));
-        assert_eq!(&b[range], &[0u8, 0]);
+        assert_eq!(&hb[range], &[0u8, 0]);
         assert_eq!(c.items[1].head, None);
     }
 
     #[test]
     fn torn_or_flipped_at_any_byte_is_refused() {
         let b = sample();
+        // Refused when opening (the head), or when the table is first read.
+        let refused = |x: Vec<u8>| {
+            let mut st = crate::storage::MemStorage::from_bytes(x);
+            match read(&mut st) {
+                Found::Checkpoint(c, _) => read_table(&mut st, &c.commits).is_err(),
+                Found::Journal(_) => false,
+                Found::Nothing | Found::Damaged(_) => true,
+            }
+        };
+        assert!(!refused(b.clone()));
         for cut in 0..b.len() {
-            assert!(decode(&b[..cut]).is_err(), "cut at {cut}");
+            assert!(refused(b[..cut].to_vec()), "cut at {cut}");
         }
         for i in 0..b.len() {
             let mut x = b.clone();
             x[i] ^= 0x40;
-            assert!(decode(&x).is_err(), "flip at {i}");
+            assert!(refused(x), "flip at {i}");
         }
+        // Longer than it says (a stale tail): refused at open.
+        let mut longer = b.clone();
+        longer.push(0);
+        assert!(matches!(read(&mut crate::storage::MemStorage::from_bytes(longer)), Found::Damaged(_)));
     }
 }

@@ -319,6 +319,11 @@ impl Log {
         Ok(Ok((Log { storage, unsynced: Vec::new(), written: 0, durable, failed: false, last, version }, tail, scan)))
     }
 
+    /// Gives the storage back (nothing unflushed may be pending).
+    pub fn into_storage(self) -> Box<dyn Storage> {
+        self.storage
+    }
+
     /// The file's format (1: kind 1 records only).
     pub fn version(&self) -> u32 {
         self.version

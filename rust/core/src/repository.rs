@@ -203,6 +203,23 @@ struct Sealed {
     table: checkpoint::Table,
     /// One bit per table record: read into `nodes`.
     hot: Vec<u64>,
+    /// The table's bytes, read from the checkpoint's file the first time a
+    /// commit below the checkpoint is asked about (an error: damaged).
+    bytes: std::sync::OnceLock<std::result::Result<Vec<u8>, String>>,
+}
+
+/// The checkpoint table's bytes, read on first use; `None` when there is
+/// no table or it could not be read (see [`Repository::sealed_error`]).
+fn sealed_bytes<'a>(sealed: &'a Sealed, ck: &Option<CheckpointState>) -> Option<&'a [u8]> {
+    if sealed.table.is_empty() {
+        return None;
+    }
+    let got = sealed.bytes.get_or_init(|| {
+        let Some(ck) = ck else { return Err("the checkpoint's storage is gone".into()) };
+        let mut st = ck.storage.lock().unwrap_or_else(|e| e.into_inner());
+        checkpoint::read_table(&mut **st, &sealed.table).map_err(|e| e.to_string())
+    });
+    got.as_ref().ok().map(Vec::as_slice)
 }
 
 impl Sealed {
@@ -253,7 +270,9 @@ fn sort_ranked(v: &mut [(i64, u32, CommitId)]) {
 
 /// The checkpoint's storage and what was written since the last one.
 struct CheckpointState {
-    storage: Box<dyn Storage>,
+    /// Behind a lock only so that the table can be read on first use from
+    /// `&self` questions (`holds`, `commit_ids`); nothing else contends.
+    storage: std::sync::Mutex<Box<dyn Storage>>,
     commits: usize,
     bytes: u64,
     /// The storage holds a checkpoint of everything up to the last
@@ -404,34 +423,43 @@ impl Repository {
     /// the middle of the rewrite loses nothing: the next open restores the
     /// log from them and converts again.
     pub fn open_checkpointed(path: RepoPath, registry: Arc<Registry>, mut log: Box<dyn Storage>, mut checkpoint: Box<dyn Storage>) -> Result<(Self, LoadReport)> {
-        let bytes = checkpoint.read_all().unwrap_or_default();
-        if let Some(old) = checkpoint::decode_journal(&bytes) {
-            log.truncate(0)?;
-            log.append(old)?;
-            log.flush()?;
-            return Self::rebuild(path, registry, log, checkpoint, Some("converting the log to the current format was cut short: it was restored and converted again".into()));
-        }
-        let why = if bytes.is_empty() {
-            None
-        } else {
-            match checkpoint::decode(&bytes) {
-                Ok(ck) if ck.repo != path.as_str() => Some(format!("it belongs to {}", ck.repo)),
-                Ok(ck) => match Log::open_after(log, ck.mark)? {
-                    Ok((log, tail, scan)) => {
-                        let mut repo = Self::from_checkpoint(path, registry, ck, bytes);
-                        let mut report = LoadReport { corrupt: scan.corrupt.clone(), truncated_bytes: scan.truncated_bytes, ..Default::default() };
-                        // The log first: tail commits may read their parents from it.
-                        repo.log = Some(log);
-                        repo.load(&tail, &scan, &mut report);
-                        report.commits = repo.commit_count();
-                        report.checkpoint = CheckpointUse::Used { tail: scan.records.len() };
-                        repo.checkpoint = Some(CheckpointState { storage: checkpoint, commits: scan.records.len(), bytes: 0, current: true });
-                        return Ok((repo, report));
-                    }
-                    Err(log) => return Self::rebuild(path, registry, log, checkpoint, Some("it is stale: the log does not hold what it covers".into())),
-                },
-                Err(e) => Some(e.to_string()),
+        let why = match checkpoint::read(&mut *checkpoint) {
+            checkpoint::Found::Journal(old) => {
+                log.truncate(0)?;
+                log.append(&old)?;
+                log.flush()?;
+                return Self::rebuild(path, registry, log, checkpoint, Some("converting the log to the current format was cut short: it was restored and converted again".into()));
             }
+            checkpoint::Found::Nothing => None,
+            checkpoint::Found::Damaged(why) => Some(why),
+            checkpoint::Found::Checkpoint(ck, _) if ck.repo != path.as_str() => Some(format!("it belongs to {}", ck.repo)),
+            checkpoint::Found::Checkpoint(ck, head) => match Log::open_after(log, ck.mark)? {
+                Ok((log, tail, scan)) => {
+                    // Records after the checkpoint may name parents below it:
+                    // its table is needed now, and must be sound.
+                    let table = if scan.records.is_empty() || ck.commits.is_empty() {
+                        None
+                    } else {
+                        match checkpoint::read_table(&mut *checkpoint, &ck.commits) {
+                            Ok(t) => Some(t),
+                            Err(e) => return Self::rebuild(path, registry, log.into_storage(), checkpoint, Some(e.to_string())),
+                        }
+                    };
+                    let mut repo = Self::from_checkpoint(path, registry, *ck, head);
+                    if let Some(t) = table {
+                        let _ = repo.sealed.bytes.set(Ok(t));
+                    }
+                    let mut report = LoadReport { corrupt: scan.corrupt.clone(), truncated_bytes: scan.truncated_bytes, ..Default::default() };
+                    // The log first: tail commits may read their parents from it.
+                    repo.log = Some(log);
+                    repo.checkpoint = Some(CheckpointState { storage: std::sync::Mutex::new(checkpoint), commits: scan.records.len(), bytes: 0, current: true });
+                    repo.load(&tail, &scan, &mut report);
+                    report.commits = repo.commit_count();
+                    report.checkpoint = CheckpointUse::Used { tail: scan.records.len() };
+                    return Ok((repo, report));
+                }
+                Err(log) => return Self::rebuild(path, registry, log, checkpoint, Some("it is stale: the log does not hold what it covers".into())),
+            },
         };
         Self::rebuild(path, registry, log, checkpoint, why)
     }
@@ -439,7 +467,7 @@ impl Repository {
     /// Opens by scanning the log, then writes a new checkpoint.
     fn rebuild(path: RepoPath, registry: Arc<Registry>, log: Box<dyn Storage>, checkpoint: Box<dyn Storage>, why: Option<String>) -> Result<(Self, LoadReport)> {
         let (mut repo, mut report) = Self::open(path, registry, log)?;
-        repo.checkpoint = Some(CheckpointState { storage: checkpoint, commits: 0, bytes: 0, current: false });
+        repo.checkpoint = Some(CheckpointState { storage: std::sync::Mutex::new(checkpoint), commits: 0, bytes: 0, current: false });
         let version = repo.log.as_ref().map_or(crate::log::FORMAT_VERSION, Log::version);
         if version < crate::log::FORMAT_VERSION && report.corrupt.is_empty() && report.rejected.is_empty() && report.pending == 0 {
             repo.convert_log()?;
@@ -460,9 +488,10 @@ impl Repository {
         let (Some(log), Some(ck)) = (&mut self.log, &mut self.checkpoint) else { return Ok(()) };
         let old = log.read_durable()?;
         // First the old bytes where a crash finds them.
-        ck.storage.truncate(0)?;
-        ck.storage.append(&checkpoint::encode_journal(&old))?;
-        ck.storage.flush()?;
+        let st = ck.storage.get_mut().unwrap_or_else(|e| e.into_inner());
+        st.truncate(0)?;
+        st.append(&checkpoint::encode_journal(&old))?;
+        st.flush()?;
         ck.current = false;
         let mut order: Vec<(u64, CommitId)> = Vec::with_capacity(self.nodes.len());
         for (id, n) in &self.nodes {
@@ -496,7 +525,7 @@ impl Repository {
         repo.digest = ck.digest;
         repo.tables = ck.tables;
         repo.cold = ck.commits.len();
-        repo.sealed = Sealed { hot: vec![0; ck.commits.len().div_ceil(64)], table: ck.commits };
+        repo.sealed = Sealed { hot: vec![0; ck.commits.len().div_ceil(64)], table: ck.commits, bytes: Default::default() };
         repo.items.reserve(ck.items.len());
         // The registry's answer for the last namespace seen (items of a
         // repository share a few): two map lookups by string per item
@@ -555,8 +584,9 @@ impl Repository {
             let parsed = if let (crate::log::KIND_COMPACT, Some(other)) = (kind, &foreign) {
                 Err(Error::InvalidCommit { id: String::new(), reason: format!("belongs to {other}, not {} (the log says so)", self.path) })
             } else if kind == crate::log::KIND_COMPACT {
-                let (sealed, ckpt) = (&self.sealed, &self.ckpt_buf);
-                crate::compact::expand(payload, *offset, self.path.as_str(), &mut self.tables, |o| seen.get(o).or_else(|| sealed.id_at(ckpt, o)))
+                let sealed = &self.sealed;
+                let buf = sealed_bytes(sealed, &self.checkpoint);
+                crate::compact::expand(payload, *offset, self.path.as_str(), &mut self.tables, |o| seen.get(o).or_else(|| buf.and_then(|b| sealed.id_at(b, o))))
                     .and_then(|(bytes, id)| StoredCommit::parse_known(bytes, id))
             } else {
                 StoredCommit::parse(payload.into(), false)
@@ -636,7 +666,12 @@ impl Repository {
             };
             commits.push(SealedCommit { id: *id, offset: at.offset, len: at.len, generation: n.generation, depth: n.depth, chain_bytes: n.chain_bytes, value_bytes: n.value_bytes });
         }
-        commits.extend((0..self.sealed.table.len()).filter(|i| !self.sealed.is_hot(*i)).map(|i| self.sealed.table.get(&self.ckpt_buf, i)));
+        if self.cold > 0 {
+            // The commits still only in the old checkpoint: read its table
+            // before the file is overwritten (and never write one without).
+            let Some(buf) = sealed_bytes(&self.sealed, &self.checkpoint) else { return Err(self.distrust_checkpoint()) };
+            commits.extend((0..self.sealed.table.len()).filter(|i| !self.sealed.is_hot(*i)).map(|i| self.sealed.table.get(buf, i)));
+        }
         commits.sort_unstable_by_key(|c| c.id);
         let mut heads: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
         for k in &keys {
@@ -661,9 +696,10 @@ impl Repository {
         }
         let bytes = checkpoint::encode(&checkpoint::Contents { repo: self.path.as_str(), mark, digest: self.digest, commits: &commits, tables: &self.tables, items });
         let ck = self.checkpoint.as_mut().expect("checked above");
-        ck.storage.truncate(0)?;
-        ck.storage.append(&bytes)?;
-        ck.storage.flush()?;
+        let st = ck.storage.get_mut().unwrap_or_else(|e| e.into_inner());
+        st.truncate(0)?;
+        st.append(&bytes)?;
+        st.flush()?;
         ck.commits = 0;
         ck.bytes = 0;
         ck.current = true;
@@ -710,7 +746,7 @@ impl Repository {
     /// `write_checkpoint` or flush on (whatever the storage held is replaced).
     pub fn attach_checkpoint(&mut self, storage: Box<dyn Storage>) {
         if self.checkpoint.is_none() {
-            self.checkpoint = Some(CheckpointState { storage, commits: self.nodes.len(), bytes: 0, current: false });
+            self.checkpoint = Some(CheckpointState { storage: std::sync::Mutex::new(storage), commits: self.nodes.len(), bytes: 0, current: false });
         }
     }
 
@@ -849,11 +885,28 @@ impl Repository {
         self.nodes.contains_key(id) || self.sealed_at(id).is_some()
     }
 
+    /// The checkpoint's table could not be read (damaged since opening):
+    /// empties the checkpoint's file, so the next open scans the log and
+    /// writes a sound one, and says why.
+    fn distrust_checkpoint(&mut self) -> Error {
+        let why = match self.sealed.bytes.get() {
+            Some(Err(e)) => e.clone(),
+            _ => "the checkpoint's commit table could not be read".into(),
+        };
+        if let Some(ck) = &mut self.checkpoint {
+            let st = ck.storage.get_mut().unwrap_or_else(|e| e.into_inner());
+            let _ = st.truncate(0).and_then(|_| st.flush());
+            ck.current = false;
+        }
+        Error::Storage(why)
+    }
+
     fn sealed_at(&self, id: &CommitId) -> Option<usize> {
         if self.cold == 0 {
             return None;
         }
-        self.sealed.table.find(&self.ckpt_buf, id).filter(|i| !self.sealed.is_hot(*i))
+        let buf = sealed_bytes(&self.sealed, &self.checkpoint)?;
+        self.sealed.table.find(buf, id).filter(|i| !self.sealed.is_hot(*i))
     }
 
     /// An integrated commit held in memory. After opening from a checkpoint
@@ -885,14 +938,17 @@ impl Repository {
         if self.nodes.contains_key(id) {
             return Ok(true);
         }
-        let Some(i) = self.sealed_at(id) else { return Ok(false) };
-        let s = self.sealed.table.get(&self.ckpt_buf, i);
+        let Some(i) = self.sealed_at(id) else {
+            return if self.cold > 0 && sealed_bytes(&self.sealed, &self.checkpoint).is_none() { Err(self.distrust_checkpoint()) } else { Ok(false) };
+        };
+        let buf = sealed_bytes(&self.sealed, &self.checkpoint).expect("found in it");
+        let s = self.sealed.table.get(buf, i);
         let log = self.log.as_mut().ok_or_else(|| Error::Storage("a checkpointed repository without its log".into()))?;
         let mut c = match log.read_record(s.mark())? {
             (crate::log::KIND_COMPACT, payload) => {
-                let (sealed, ckpt) = (&self.sealed, &self.ckpt_buf);
+                let sealed = &self.sealed;
                 // Parents of a checkpointed commit are checkpointed too.
-                let (bytes, id) = crate::compact::expand(&payload, s.offset, self.path.as_str(), &mut self.tables, |o| sealed.id_at(ckpt, o))?;
+                let (bytes, id) = crate::compact::expand(&payload, s.offset, self.path.as_str(), &mut self.tables, |o| sealed.id_at(buf, o))?;
                 if id != s.id {
                     return Err(Error::Storage(format!("the log record at {} expands to commit {}, not {} as the checkpoint says", s.offset, id.to_hex(), s.id.to_hex())));
                 }
@@ -941,7 +997,8 @@ impl Repository {
         if self.cold == 0 {
             return Ok(());
         }
-        let ids: Vec<CommitId> = (0..self.sealed.table.len()).filter(|i| !self.sealed.is_hot(*i)).map(|i| CommitId(*self.sealed.table.id(&self.ckpt_buf, i))).collect();
+        let Some(buf) = sealed_bytes(&self.sealed, &self.checkpoint) else { return Err(self.distrust_checkpoint()) };
+        let ids: Vec<CommitId> = (0..self.sealed.table.len()).filter(|i| !self.sealed.is_hot(*i)).map(|i| CommitId(*self.sealed.table.id(buf, i))).collect();
         for id in ids {
             self.hot(&id)?;
         }
@@ -980,15 +1037,19 @@ impl Repository {
     fn generation(&self, id: &CommitId) -> u32 {
         match self.nodes.get(id) {
             Some(n) => n.generation,
-            None => self.sealed_at(id).map_or(0, |i| self.sealed.table.get(&self.ckpt_buf, i).generation),
+            None => match (self.sealed_at(id), sealed_bytes(&self.sealed, &self.checkpoint)) {
+                (Some(i), Some(buf)) => self.sealed.table.get(buf, i).generation,
+                _ => 0,
+            },
         }
     }
 
     /// Every integrated commit id (in memory or only in the checkpoint), in
     /// no particular order.
     pub fn commit_ids(&self) -> impl Iterator<Item = CommitId> + '_ {
-        let cold = if self.cold == 0 { 0 } else { self.sealed.table.len() };
-        self.nodes.keys().copied().chain((0..cold).filter(|i| !self.sealed.is_hot(*i)).map(|i| CommitId(*self.sealed.table.id(&self.ckpt_buf, i))))
+        let buf = if self.cold == 0 { None } else { sealed_bytes(&self.sealed, &self.checkpoint) };
+        let cold = buf.map_or(0, |_| self.sealed.table.len());
+        self.nodes.keys().copied().chain((0..cold).filter(|i| !self.sealed.is_hot(*i)).map(move |i| CommitId(*self.sealed.table.id(buf.expect("cold > 0 only with the table"), i))))
     }
 
     /// Current leaves of an item, sorted by `(timestamp, id)`.
@@ -1153,8 +1214,9 @@ impl Repository {
         };
         let at = match (&mut self.log, at) {
             (Some(log), None) => {
-                let (nodes, sealed, ckpt) = (&self.nodes, &self.sealed, &self.ckpt_buf);
-                let mark = append_commit(log, &mut self.tables, &c, |p| nodes.get(p).and_then(|n| n.at).map(|m| m.offset).or_else(|| sealed.offset_of(ckpt, p)))?;
+                let (nodes, sealed, ck) = (&self.nodes, &self.sealed, &self.checkpoint);
+                // The table is read only for a parent that is not in memory.
+                let mark = append_commit(log, &mut self.tables, &c, |p| nodes.get(p).and_then(|n| n.at).map(|m| m.offset).or_else(|| sealed_bytes(sealed, ck).and_then(|b| sealed.offset_of(b, p))))?;
                 if let Some(ck) = &mut self.checkpoint {
                     ck.commits += 1;
                     ck.bytes += u64::from(mark.len) + 8;

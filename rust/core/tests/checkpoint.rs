@@ -380,3 +380,88 @@ fn closing_without_new_commits_does_not_rewrite_the_checkpoint() {
     r.write_checkpoint().unwrap();
     assert!(writes.load(std::sync::atomic::Ordering::SeqCst) > after_tail);
 }
+
+/// Storage that counts the bytes read from it.
+struct CountingReads {
+    inner: MemStorage,
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Storage for CountingReads {
+    fn len(&mut self) -> ibex_core::Result<u64> {
+        self.inner.len()
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> ibex_core::Result<usize> {
+        let n = self.inner.read_at(offset, buf)?;
+        self.read.fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
+        Ok(n)
+    }
+    fn append(&mut self, data: &[u8]) -> ibex_core::Result<()> {
+        self.inner.append(data)
+    }
+    fn flush(&mut self) -> ibex_core::Result<()> {
+        self.inner.flush()
+    }
+    fn truncate(&mut self, len: u64) -> ibex_core::Result<()> {
+        self.inner.truncate(len)
+    }
+}
+
+#[test]
+fn the_commit_table_is_read_when_first_needed_and_damage_found_then_is_rebuilt() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (disk, _) = store_with_history();
+    {
+        // A checkpoint of everything: nothing after it in the log.
+        let (mut r, _) = disk.open();
+        r.write_checkpoint().unwrap();
+    }
+    let mut full = disk.open_full();
+    let want = state(&mut full);
+    let history = |r: &mut Repository| -> ibex_core::Result<Vec<CommitId>> { Ok(r.history("item1")?.into_iter().map(|e| e.id).collect()) };
+    let want_history = history(&mut full).unwrap();
+    let len = disk.ckpt.bytes().len() as u64;
+
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let open_counted = |ckpt: MemStorage| Repository::open_checkpointed(repo_path(), registry_v2(), Box::new(disk.log.clone()), Box::new(CountingReads { inner: ckpt, read: read.clone() })).unwrap();
+    let (mut r, report) = open_counted(disk.ckpt.clone());
+    assert_eq!(report.checkpoint, CheckpointUse::Used { tail: 0 });
+    let at_open = read.load(SeqCst);
+    assert!(at_open + 40 * 62 <= len, "opening read {at_open} of {len} bytes: the table too");
+    // Listing the heads (what the main thread's mirror gets) needs no table.
+    let keys: Vec<String> = r.keys().map(str::to_owned).collect();
+    let mut w = ibex_core::codec::Writer::new();
+    for k in &keys {
+        r.encode_head(k, &mut w);
+    }
+    assert_eq!(keys.len(), 4);
+    assert_eq!(read.load(SeqCst), at_open);
+    // History below the checkpoint reads it, once.
+    assert_eq!(history(&mut r).unwrap(), want_history);
+    let after = read.load(SeqCst);
+    assert!(after >= len, "{after} of {len}");
+    assert_eq!(state(&mut r), want);
+    assert_eq!(history(&mut r).unwrap(), want_history);
+    assert_eq!(read.load(SeqCst) - after, 0, "the table is read once");
+
+    // Damaged after opening, before it was needed: found when it is needed,
+    // reported, and the next open rebuilds the checkpoint from the log.
+    let good = disk.ckpt.bytes();
+    let damaged = MemStorage::from_bytes(good.clone());
+    let (mut r, _) = open_counted(damaged.clone());
+    let mut bad = good.clone();
+    let last = bad.len() - 70;
+    bad[last] ^= 0x10;
+    let mut handle = damaged.clone();
+    handle.truncate(0).unwrap();
+    handle.append(&bad).unwrap();
+    handle.flush().unwrap();
+    let e = history(&mut r).unwrap_err();
+    assert_eq!(e.code(), "ERR_STORAGE");
+    assert!(e.to_string().contains("commit table"), "{e}");
+    drop(r);
+    let (mut again, report) = open_counted(damaged.clone());
+    assert!(matches!(report.checkpoint, CheckpointUse::Rebuilt(_)), "{:?}", report.checkpoint);
+    assert_eq!(state(&mut again), want);
+    assert_eq!(history(&mut again).unwrap(), want_history);
+}
