@@ -55,7 +55,9 @@ const APPLY = {
     // whole text, so the history is not read whole).
     const commits = (await db.historyPage("/data/doc/d", { limit: 1 })).total - 1;
     await db.close();
-    return { applyMs, commits, bytes: dirBytes(dir), artifact: dir };
+    // The log and its checkpoint, apart (where the bytes go).
+    const data = join(dir, "data");
+    return { applyMs, commits, bytes: dirBytes(dir), logBytes: statSync(join(data, "doc.log")).size, checkpointBytes: statSync(join(data, "doc.ckpt")).size, artifact: dir };
   },
   async loro(edits, batch) {
     const { LoroDoc } = await import("loro-crdt");
@@ -176,8 +178,10 @@ if (process.argv[1] === self && process.argv[2] === "reopen") {
   const a = await APPLY[impl](edits, mode === "edit" ? 1 : 1000);
   const out = execFileSync(process.execPath, ["--expose-gc", self, "reopen", impl, a.artifact, reopens], { maxBuffer: 64 << 20 }).toString();
   const r = JSON.parse(out);
-  rmSync(a.artifact.endsWith("doc.bin") ? dirname(a.artifact) : a.artifact, { recursive: true, force: true });
+  // IBEX_W4_KEEP=1 keeps what was written (for rust/core/examples/log_stats.rs).
+  if (process.env.IBEX_W4_KEEP) console.error(`kept ${a.artifact}`);
+  else rmSync(a.artifact.endsWith("doc.bin") ? dirname(a.artifact) : a.artifact, { recursive: true, force: true });
   const ok = r.text === expected;
-  console.log(JSON.stringify({ impl, mode, edits: edits.length, ok, applyMs: a.applyMs, commits: a.commits, bytes: a.bytes, reopen: r.reopen, memory: r.memory, engineMemory: r.engineMemory }));
+  console.log(JSON.stringify({ impl, mode, edits: edits.length, ok, applyMs: a.applyMs, commits: a.commits, bytes: a.bytes, logBytes: a.logBytes, checkpointBytes: a.checkpointBytes, reopen: r.reopen, memory: r.memory, engineMemory: r.engineMemory }));
   process.exit(ok ? 0 : 1);
 }
