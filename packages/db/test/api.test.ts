@@ -233,3 +233,72 @@ describe("engine stats", () => {
     expect(sizes[5]! - sizes[1]!).toBeLessThan(1 << 20);
   });
 });
+
+describe("log formats", () => {
+  // The Rust fixture: a repository log and checkpoint written by log format
+  // 1 (59 commits of `all@2` by two writers, a fork closed, a deleted item).
+  const All1 = defineSchema({
+    ns: "all",
+    version: 1,
+    fields: {
+      title: { type: "string" },
+      count: { type: "number" },
+      done: { type: "boolean", default: false },
+      due: { type: "date" },
+      tags: { type: "set" },
+      attrs: { type: "map" },
+      body: { type: "text" },
+      link: { type: "ref" },
+    },
+  });
+  const All2 = defineSchema({
+    ns: "all",
+    version: 2,
+    fields: {
+      name: { type: "string" },
+      count: { type: "number" },
+      done: { type: "boolean", default: false },
+      due: { type: "date" },
+      tags: { type: "set" },
+      attrs: { type: "map" },
+      body: { type: "text" },
+      link: { type: "ref" },
+      prio: { type: "number", default: 0 },
+    },
+    upgrade: [{ rename: { from: "title", to: "name" } }],
+  });
+
+  it("opens a log of the previous format, converts it and says so", async () => {
+    const { copyFileSync, mkdirSync, statSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const dir = tempDir();
+    const fixture = new URL("../../../rust/core/tests/fixtures/log-v1/", import.meta.url);
+    mkdirSync(join(dir, "data"), { recursive: true });
+    copyFileSync(new URL("log", fixture), join(dir, "data", "test.log"));
+    copyFileSync(new URL("checkpoint", fixture), join(dir, "data", "test.ckpt"));
+    const before = statSync(join(dir, "data", "test.log")).size;
+
+    const db = await openDb({ schemas: [All1, All2], storage: { dir } });
+    await db.open("/data/test");
+    const report = db.status.repos["/data/test"]!.report!;
+    expect(report.convertedFrom).toBe(1);
+    expect(report.commits).toBe(59);
+    expect(report.checkpoint).toMatch(/^rebuilt: .*format 1/);
+    expect(db.item("/data/test/item1", All2)!.get("name")).toBe("t200");
+    expect(db.item("/data/test/item2", All2)!.get("body")).toBe("éééééééé");
+    expect(db.item("/data/test/item3", All2)!.isDeleted).toBe(true);
+    const history = await db.history("/data/test/item1");
+    expect(history.length).toBeGreaterThan(10);
+    db.item("/data/test/item0", All2)!.set("name", "after");
+    await db.close();
+    expect(statSync(join(dir, "data", "test.log")).size).toBeLessThan(before * 0.7);
+
+    const again = await openDb({ schemas: [All1, All2], storage: { dir } });
+    await again.open("/data/test");
+    expect(again.status.repos["/data/test"]!.report!.convertedFrom).toBeNull();
+    expect(again.status.repos["/data/test"]!.report!.checkpoint).toMatch(/^used/);
+    expect(again.item("/data/test/item0", All2)!.get("name")).toBe("after");
+    expect((await again.history("/data/test/item1")).map((e) => e.id)).toEqual(history.map((e) => e.id));
+    await again.close();
+  });
+});

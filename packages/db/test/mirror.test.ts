@@ -34,7 +34,7 @@ function heads(repo: string, list: HeadSpec[]): Uint8Array {
   return w.finish();
 }
 
-const report = (items: number) => ({ commits: items, items, truncatedBytes: 0, pending: 0, corrupt: [], rejected: [], checkpoint: "none" });
+const report = (items: number) => ({ commits: items, items, truncatedBytes: 0, pending: 0, corrupt: [], rejected: [], checkpoint: "none", convertedFrom: null });
 
 /** An engine that answers `open` with `loads[repo]` and then sends the
  * `then` messages (as an engine that merged something right after). */

@@ -54,6 +54,7 @@ fn report_to_js(r: &LoadReport, items: usize) -> JsValue {
         CheckpointUse::Rebuilt(why) => format!("rebuilt: {why}"),
     };
     set(&o, "checkpoint", ck.as_str());
+    set(&o, "convertedFrom", r.converted_from.map_or(JsValue::NULL, |v| JsValue::from_f64(v.into())));
     o.into()
 }
 

@@ -15,6 +15,9 @@ export interface LoadReport {
   /** How opening used the checkpoint beside the log: "used (N records after
    * it)", "created", "rebuilt: <why it could not be trusted>", or "none". */
   checkpoint: string;
+  /** The log was in this older format and was converted to the current one
+   * while opening (null: it was not). */
+  convertedFrom: number | null;
 }
 
 /** The user a session belongs to. */
