@@ -237,9 +237,10 @@ pub fn encode(c: &Contents) -> Vec<u8> {
     for s in c.commits {
         s.write(&mut table);
     }
-    let mut order: Vec<u32> = (0..c.commits.len() as u32).collect();
-    order.sort_unstable_by_key(|&i| c.commits[i as usize].offset);
-    for i in order {
+    // Ranked as every commit order is (one sort in the module: W9).
+    let mut order: Vec<(i64, u32, CommitId)> = c.commits.iter().enumerate().map(|(i, s)| (s.offset as i64, i as u32, CommitId([0; 32]))).collect();
+    crate::repository::sort_ranked(&mut order);
+    for (_, i, _) in order {
         table.raw(&i.to_le_bytes());
     }
     let table = table.into_bytes();

@@ -264,7 +264,7 @@ fn append_commit(log: &mut Log, tables: &mut crate::compact::Tables, c: &StoredC
 /// The sort of commit orders: commits ranked by a tuple. Every closure
 /// given to `sort_by_key` compiles the sort again (W9: sorting was a sixth
 /// of the WASM module), so orders are expressed as ranks instead.
-fn sort_ranked(v: &mut [(i64, u32, CommitId)]) {
+pub(crate) fn sort_ranked(v: &mut [(i64, u32, CommitId)]) {
     v.sort_unstable();
 }
 
@@ -493,17 +493,17 @@ impl Repository {
         st.append(&checkpoint::encode_journal(&old))?;
         st.flush()?;
         ck.current = false;
-        let mut order: Vec<(u64, CommitId)> = Vec::with_capacity(self.nodes.len());
+        let mut order: Vec<(i64, u32, CommitId)> = Vec::with_capacity(self.nodes.len());
         for (id, n) in &self.nodes {
             let at = n.at.ok_or_else(|| Error::Storage(format!("commit {} has no place in the log", id.to_hex())))?;
-            order.push((at.offset, *id));
+            order.push((at.offset as i64, 0, *id));
         }
-        order.sort_unstable();
+        sort_ranked(&mut order);
         let mut image = crate::log::header().to_vec();
         image.extend_from_slice(&crate::log::frame(crate::log::KIND_REPO, self.path.as_str().as_bytes()));
         let mut tables = crate::compact::Tables::default();
         let mut last = None;
-        for (_, id) in order {
+        for (_, _, id) in order {
             let at = image.len() as u64;
             let nodes = &self.nodes;
             // Parents come first in the log: theirs are already new marks.
