@@ -448,7 +448,9 @@ impl Database {
         let r = self.repo_mut(repo)?;
         // An export is the whole history: read what is only in the log.
         r.unseal()?;
-        let mut out = ibex_core::log::header().to_vec();
+        // Plain records only, under the format 1 header: builds from before
+        // compact records can import it too.
+        let mut out = ibex_core::log::header_of(1).to_vec();
         for c in r.commits_in_order() {
             out.extend_from_slice(&ibex_core::log::frame(KIND_COMMIT, c.bytes()));
         }
