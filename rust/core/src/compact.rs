@@ -20,6 +20,10 @@
 //!        | varint number + 1                       (defined by an earlier record)
 //! ```
 //!
+//! The timestamp stays absolute (a 6-byte varint for today's dates): a
+//! record must expand on its own when read by offset, and a delta from its
+//! parent's timestamp would need the parent's record read first.
+//!
 //! Left out entirely: the repository path (named once, by the log's first
 //! record, kind 3: a log opened as another repository's is refused, not
 //! expanded into commits whose ids and signatures do not match) and the
