@@ -403,7 +403,7 @@ pub fn decode(buf: &[u8]) -> Result<Checkpoint> {
         return Err(bad(&format!("has format {version}, this build reads {FORMAT_VERSION}")));
     }
     let head_len = u32::from_le_bytes(buf[12..16].try_into().expect("4 bytes")) as usize;
-    if buf.len() < PREFIX + head_len + 4 {
+    if PREFIX.checked_add(head_len).and_then(|n| n.checked_add(4)).is_none_or(|end| buf.len() < end) {
         return Err(bad("is torn (shorter than its head)"));
     }
     let body = &buf[PREFIX..PREFIX + head_len];

@@ -44,7 +44,7 @@ use std::hash::Hash;
 use sha2::{Digest, Sha256};
 
 use crate::codec::{Reader, Writer};
-use crate::commit::{BODY_DELTA, BODY_FULL, COMMIT_FORMAT, CommitId};
+use crate::commit::{BODY_DELTA, BODY_FULL, COMMIT_FORMAT, CommitId, MAX_PARENTS};
 use crate::error::{Error, Result};
 use crate::schema::SchemaId;
 use crate::signing::SessionId;
@@ -234,45 +234,64 @@ pub fn expand(payload: &[u8], at: u64, repo: &str, tables: &mut Tables, id_at: i
     }
     let (head, sig) = payload.split_at(payload.len() - SIG);
     let mut r = Reader::new(head);
-    let mut w = Writer::with_capacity(payload.len() + 128);
-    w.u8(COMMIT_FORMAT);
-    w.str(repo);
-    w.str(r.str("item key")?);
+    let key = r.str("item key")?;
     let pat = r.offset();
     let n = r.count("parent count", 1)?;
-    w.varint(n as u64);
-    let mut parents = Vec::with_capacity(n);
+    if n > MAX_PARENTS {
+        return Err(Error::decode(format!("{n} parents (at most {MAX_PARENTS})"), pat));
+    }
+    // Parents are resolved last: the session and schema this record
+    // defines must be recorded even when a parent's record is damaged, or
+    // every later commit of that session would be lost with it.
+    let mut refs: Vec<(usize, u64, Option<CommitId>)> = Vec::with_capacity(n);
     for _ in 0..n {
         let rat = r.offset();
-        let p = match r.varint("parent")? {
-            0 => CommitId(r.array("parent id")?),
-            d => at.checked_sub(d).and_then(&id_at).ok_or_else(|| Error::decode(format!("parent record {d} bytes back is not a commit of this log"), rat))?,
-        };
-        w.raw(&p.0);
-        parents.push(p);
+        refs.push(match r.varint("parent")? {
+            0 => (rat, 0, Some(CommitId(r.array("parent id")?))),
+            d => (rat, d, None),
+        });
     }
-    if parents.windows(2).any(|p| p[0] >= p[1]) {
-        return Err(Error::decode("parents not strictly ascending", pat));
-    }
-    w.zigzag(r.zigzag("timestamp")?);
+    let timestamp = r.zigzag("timestamp")?;
     let session = read_entry(&mut r, &mut tables.sessions, "session", |r| Ok(SessionId(r.array("session key")?)))?;
-    w.raw(&session.0);
     let schema = read_entry(&mut r, &mut tables.schemas, "schema", |r| {
         let ns = r.str("schema namespace")?;
         Ok(SchemaId::new(ns, r.u32("schema version")?))
     })?;
+    let bat = r.offset();
+    let base = match r.u8("body tag")? {
+        BODY_FULL => None,
+        BODY_DELTA => Some(r.varint("delta base")? as usize),
+        t => return Err(Error::decode(format!("unknown body tag {t}"), bat)),
+    };
+    let mut parents = Vec::with_capacity(n);
+    for (rat, d, id) in refs {
+        parents.push(match id {
+            Some(id) => id,
+            None => at.checked_sub(d).and_then(&id_at).ok_or_else(|| Error::decode(format!("parent record {d} bytes back is not a commit of this log"), rat))?,
+        });
+    }
+    if parents.windows(2).any(|p| p[0] >= p[1]) {
+        return Err(Error::decode("parents not strictly ascending", pat));
+    }
+    let mut w = Writer::with_capacity(payload.len() + 128);
+    w.u8(COMMIT_FORMAT);
+    w.str(repo);
+    w.str(key);
+    w.varint(n as u64);
+    for p in &parents {
+        w.raw(&p.0);
+    }
+    w.zigzag(timestamp);
+    w.raw(&session.0);
     w.str(&schema.ns);
     w.varint(schema.version.into());
-    let bat = r.offset();
-    match r.u8("body tag")? {
-        BODY_FULL => w.u8(BODY_FULL),
-        BODY_DELTA => {
-            let i = r.varint("delta base")? as usize;
+    match base {
+        None => w.u8(BODY_FULL),
+        Some(i) => {
             let base = parents.get(i).ok_or_else(|| Error::decode("delta base is not one of the parents", bat))?;
             w.u8(BODY_DELTA);
             w.raw(&base.0);
         }
-        t => return Err(Error::decode(format!("unknown body tag {t}"), bat)),
     }
     w.raw(r.take(r.remaining(), "body")?);
     let mut bytes = w.into_bytes();
@@ -407,12 +426,43 @@ mod tests {
         let a = commit("d", vec![], text("a"), 1, 10);
         let b = commit("d", vec![a.id], edit(a.id, 1), 1, 20);
         let (records, _) = write(&[a, b]);
-        // Without the record that defined the session, and the parent.
-        let e = read(&records[1..]).remove(0).unwrap_err().to_string();
+        // The session defined (by the first record), the parent's record gone.
+        let mut tables = Tables::default();
+        expand(&records[0].1, records[0].0, REPO, &mut tables, |_| None).unwrap();
+        let e = expand(&records[1].1, records[1].0, REPO, &mut tables, |_| None).unwrap_err().to_string();
         assert!(e.contains("is not a commit of this log"), "{e}");
+        // Without the record that defined the session.
         let mut tables = Tables::default();
         let e = expand(&records[1].1, records[1].0, REPO, &mut tables, |_| Some(CommitId([7; 32]))).unwrap_err().to_string();
         assert!(e.contains("session 0 is not defined"), "{e}");
+    }
+
+    #[test]
+    fn a_record_whose_parent_is_lost_still_defines_its_session() {
+        // Session 2's first commit edits an item whose last record is lost;
+        // its later commits (other items) must still read.
+        let a = commit("d", vec![], text("a"), 1, 10);
+        let b = commit("d", vec![a.id], edit(a.id, 1), 1, 20);
+        let c = commit("d", vec![b.id], edit(b.id, 2), 2, 30);
+        let other = commit("e", vec![], text("z"), 2, 40);
+        let (records, _) = write(&[a, b, c, other.clone()]);
+        let mut kept = records.clone();
+        kept.remove(1);
+        let got = read(&kept);
+        assert!(got[1].as_ref().unwrap_err().to_string().contains("is not a commit of this log"));
+        let (bytes, id) = got[2].as_ref().unwrap();
+        assert_eq!((&**bytes, *id), (other.bytes(), other.id));
+    }
+
+    #[test]
+    fn a_huge_parent_count_is_refused_before_allocating() {
+        let mut w = Writer::new();
+        w.str("k");
+        w.varint(5_000_000);
+        let mut rec = w.into_bytes();
+        rec.resize(5_000_000 + 200, 1);
+        let e = expand(&rec, 100, REPO, &mut Tables::default(), |_| None).unwrap_err().to_string();
+        assert!(e.contains("parents (at most"), "{e}");
     }
 
     proptest! {

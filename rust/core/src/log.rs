@@ -175,9 +175,10 @@ pub struct RecordMark {
 }
 
 impl RecordMark {
-    /// The file offset just past the record.
+    /// The file offset just past the record (saturating: a damaged mark
+    /// far past any file reads as past its end).
     pub fn end(&self) -> u64 {
-        self.offset + 8 + u64::from(self.len)
+        self.offset.saturating_add(8 + u64::from(self.len))
     }
 }
 

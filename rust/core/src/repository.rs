@@ -503,11 +503,14 @@ impl Repository {
         image.extend_from_slice(&crate::log::frame(crate::log::KIND_REPO, self.path.as_str().as_bytes()));
         let mut tables = crate::compact::Tables::default();
         let mut last = None;
+        // Where each commit lands in the new log: a parent is named by its
+        // new place only once written (a parent later in the old log — never
+        // written so by Ibex — is named by its id).
+        let mut placed: HashMap<CommitId, u64> = HashMap::with_capacity(order.len());
         for (_, _, id) in order {
             let at = image.len() as u64;
-            let nodes = &self.nodes;
-            // Parents come first in the log: theirs are already new marks.
-            let (record, defined) = crate::compact::encode(&nodes[&id].commit, at, |p| nodes.get(p).and_then(|n| n.at).map(|m| m.offset), &tables);
+            let (record, defined) = crate::compact::encode(&self.nodes[&id].commit, at, |p| placed.get(p).copied(), &tables);
+            placed.insert(id, at);
             tables.announce(defined);
             let framed = crate::log::frame(crate::log::KIND_COMPACT, &record);
             let mark = RecordMark { offset: at, len: (record.len() + 1) as u32, crc: u32::from_le_bytes(framed[4..8].try_into().expect("4 bytes")) };
@@ -669,7 +672,13 @@ impl Repository {
         if self.cold > 0 {
             // The commits still only in the old checkpoint: read its table
             // before the file is overwritten (and never write one without).
-            let Some(buf) = sealed_bytes(&self.sealed, &self.checkpoint) else { return Err(self.distrust_checkpoint()) };
+            let Some(buf) = sealed_bytes(&self.sealed, &self.checkpoint) else {
+                // Found damaged: the file is emptied (the next open scans
+                // the log and writes a sound one). Not an error for the
+                // flush or close that asked: the log is durable.
+                self.distrust_checkpoint();
+                return Ok(());
+            };
             commits.extend((0..self.sealed.table.len()).filter(|i| !self.sealed.is_hot(*i)).map(|i| self.sealed.table.get(buf, i)));
         }
         commits.sort_unstable_by_key(|c| c.id);

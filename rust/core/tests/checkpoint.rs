@@ -459,6 +459,10 @@ fn the_commit_table_is_read_when_first_needed_and_damage_found_then_is_rebuilt()
     let e = history(&mut r).unwrap_err();
     assert_eq!(e.code(), "ERR_STORAGE");
     assert!(e.to_string().contains("commit table"), "{e}");
+    // Flushing and closing still work: the log is durable, only the
+    // checkpoint is set aside.
+    r.flush().unwrap();
+    r.write_checkpoint().unwrap();
     drop(r);
     let (mut again, report) = open_counted(damaged.clone());
     assert!(matches!(report.checkpoint, CheckpointUse::Rebuilt(_)), "{:?}", report.checkpoint);
